@@ -1,0 +1,105 @@
+"""Loading the data set a spec names, and checking it has what the spec says."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import fsspec
+import pandas as pd
+
+from raymlx.errors import DataError
+from raymlx.registry import suggest
+from raymlx.spec import DataSpec
+
+__all__ = ["resolve_uri", "read_table", "load_frame", "prepare_frame", "missing_columns"]
+
+
+def resolve_uri(uri: str, base_dir: str | Path) -> str:
+    """Make a local relative path absolute against the spec's folder; leave URLs alone."""
+    if "://" in uri:
+        return uri
+    return str((Path(base_dir) / uri).resolve())
+
+
+def _format(uri: str, declared: str | None) -> str:
+    if declared:
+        return declared
+    suffixes = PurePosixPath(uri.split("?")[0]).suffixes
+    return "parquet" if ".parquet" in suffixes or ".pq" in suffixes else "csv"
+
+
+def read_table(uri: str, *, fmt: str | None = None, read_options: dict | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet file from a path or any fsspec URL.
+
+    Raises:
+        DataError: When the file is missing, unreachable or unparsable.
+    """
+    kind = _format(uri, fmt)
+    try:
+        with fsspec.open(uri, "rb", compression="infer") as handle:
+            if kind == "parquet":
+                return pd.read_parquet(handle, **(read_options or {}))
+            return pd.read_csv(handle, **(read_options or {}))
+    except FileNotFoundError:
+        raise DataError(f"data file not found: {uri}") from None
+    except ImportError as exc:
+        raise DataError(f"cannot read {uri}: {exc} (install the fsspec backend for this URL, e.g. s3fs or gcsfs)") from None
+    except Exception as exc:
+        raise DataError(f"cannot read {uri} as {kind}: {type(exc).__name__}: {exc}") from None
+
+
+def missing_columns(frame: pd.DataFrame, data: DataSpec) -> dict[str, str]:
+    """Map each spec field naming an absent column to a message saying so."""
+    named = {"target": data.target, "time_column": data.time_column}
+    named.update({f"columns.{i}": c for i, c in enumerate(data.columns or [])})
+    present = [str(c) for c in frame.columns]
+    return {
+        field: f"column '{column}' not in the data{suggest(column, present)} (columns: {', '.join(present)})"
+        for field, column in named.items() if column is not None and column not in frame.columns
+    }
+
+
+def load_frame(data: DataSpec, *, base_dir: str | Path, forecasting: bool) -> pd.DataFrame:
+    """Read the data set and shape it for the experiment.
+
+    The frame keeps the spec's columns and the target. For a time column it is
+    parsed; for forecasting it becomes the sorted index.
+
+    Raises:
+        DataError: For an unreadable file, unparsable or duplicate times, or no rows.
+    """
+    uri = resolve_uri(data.uri, base_dir)
+    return prepare_frame(read_table(uri, fmt=data.format, read_options=data.read_options),
+                         data, uri=uri, forecasting=forecasting)
+
+
+def prepare_frame(frame: pd.DataFrame, data: DataSpec, *, uri: str, forecasting: bool) -> pd.DataFrame:
+    """Keep the spec's columns, drop rows without a target, parse (and for forecasting index by) time.
+
+    Raises:
+        DataError: For absent columns, unparsable or duplicate times, or no rows.
+    """
+    if missing := missing_columns(frame, data):
+        raise DataError("; ".join(f"data.{k}: {v}" for k, v in missing.items()))
+    if data.columns is not None:
+        keep = [c for c in [data.time_column, *data.columns, data.target] if c is not None]
+        frame = frame[list(dict.fromkeys(keep))]
+    frame = frame.dropna(subset=[data.target])
+    if frame.empty:
+        raise DataError(f"{uri}: no rows with a value in the target column '{data.target}'")
+    if data.time_column is not None:
+        frame = _parse_time(frame, data.time_column, uri)
+        if forecasting:
+            frame = frame.set_index(data.time_column).sort_index()
+    return frame.reset_index(drop=True) if not forecasting else frame
+
+
+def _parse_time(frame: pd.DataFrame, column: str, uri: str) -> pd.DataFrame:
+    try:
+        times = pd.to_datetime(frame[column])
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{uri}: time column '{column}' does not parse as dates: {exc}") from None
+    if times.duplicated().any():
+        first = times[times.duplicated()].iloc[0]
+        raise DataError(f"{uri}: time column '{column}' has duplicate times, first {first}")
+    return frame.assign(**{column: times})

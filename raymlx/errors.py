@@ -1,0 +1,63 @@
+"""Exceptions raised by raymlx, and how a person reads them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Problem", "RaymlxError", "UserInputError", "SpecError", "DataError"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input, located as precisely as we know.
+
+    Attributes:
+        path: Dotted field path inside the spec, e.g. ``models.rf.search``.
+        message: What is wrong, with the values involved.
+        source: File (or ``--set``) the value came from.
+        line: 1-based line, or ``None`` when unknown.
+        column: 1-based column, or ``None`` when unknown.
+    """
+
+    path: str
+    message: str
+    source: str | None = None
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.source:
+            where = self.source
+            if self.line is not None:
+                where += f":{self.line}:{self.column}"
+            where += ": "
+        field = f"{self.path}: " if self.path else ""
+        return f"{where}{field}{self.message}"
+
+
+class RaymlxError(Exception):
+    """Base class of every error raymlx raises on purpose."""
+
+    exit_code = 1
+
+
+class UserInputError(RaymlxError):
+    """The user's input (spec, data, arguments) is wrong; exit code 2."""
+
+    exit_code = 2
+
+
+class SpecError(UserInputError):
+    """One or more problems with a spec, reported together."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    def __reduce__(self):  # keeps the problems when crossing Ray processes
+        return (type(self), (self.problems,))
+
+
+class DataError(UserInputError):
+    """The data set cannot be read or does not have what the spec names."""

@@ -1,0 +1,61 @@
+"""The fold plan: made once per experiment and used by every model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, train_test_split
+
+from raymlx.errors import DataError
+from raymlx.spec import Spec
+
+__all__ = ["Fold", "make_folds"]
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Row positions of one fold's training and validation parts.
+
+    For forecasting, ``cutoff`` is the last time known when the window is predicted
+    and ``valid`` is the ``horizon`` rows after it.
+    """
+
+    index: int
+    train: np.ndarray
+    valid: np.ndarray
+    cutoff: pd.Timestamp | None = None
+
+
+def make_folds(frame: pd.DataFrame, spec: Spec) -> list[Fold]:
+    """Split the frame into the experiment's folds.
+
+    Raises:
+        DataError: When the data has too few rows for the plan.
+    """
+    strategy, v, n = spec.strategy, spec.validation, len(frame)
+    y = frame[spec.data.target]
+    if strategy in ("expanding_window", "sliding_window"):
+        horizon = v.horizon or 1
+        if n <= horizon * v.folds:
+            raise DataError(f"{n} rows are too few for {v.folds} folds of horizon {horizon}: "
+                            f"need more than {horizon * v.folds}")
+        window = v.window if strategy == "sliding_window" else None
+        splitter = TimeSeriesSplit(n_splits=v.folds, test_size=horizon, max_train_size=window)
+        return [Fold(i, tr, va, frame.index[tr[-1]] if spec.task == "forecasting" else None)
+                for i, (tr, va) in enumerate(splitter.split(frame))]
+    stratify = spec.task == "classification"
+    if strategy == "holdout":
+        tr, va = train_test_split(np.arange(n), test_size=v.test_size, shuffle=v.shuffle,
+                                  random_state=v.seed if v.shuffle else None,
+                                  stratify=y if stratify and v.shuffle else None)
+        return [Fold(0, np.sort(tr), np.sort(va))]
+    if n < v.folds:
+        raise DataError(f"{n} rows are too few for {v.folds} folds")
+    cls = StratifiedKFold if stratify else KFold
+    splitter = cls(n_splits=v.folds, shuffle=v.shuffle, random_state=v.seed if v.shuffle else None)
+    try:
+        return [Fold(i, tr, va) for i, (tr, va) in enumerate(splitter.split(frame, y))]
+    except ValueError as exc:  # e.g. a class with fewer members than folds
+        raise DataError(f"cannot make {v.folds} folds: {exc}") from None

@@ -1,0 +1,75 @@
+"""Metrics: the built-ins and a user's ``module:function``, all scored the same way on every fold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+import numpy as np
+from sklearn import metrics as skm
+
+from raymlx.registry import resolve
+
+__all__ = ["Metric", "BUILTIN_METRICS", "get_metric", "score"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A scoring function and whether lower or higher is better.
+
+    ``needs_proba`` metrics are given class probabilities instead of labels.
+    """
+
+    name: str
+    function: Callable[..., float]
+    mode: Literal["min", "max"]
+    needs_proba: bool = False
+
+
+def _rmse(y_true, y_pred) -> float:
+    return float(np.sqrt(skm.mean_squared_error(y_true, y_pred)))
+
+
+def _f1(y_true, y_pred) -> float:
+    average = "binary" if len(np.unique(y_true)) <= 2 and set(np.unique(y_true)) <= {0, 1} else "macro"
+    return float(skm.f1_score(y_true, y_pred, average=average))
+
+
+def _roc_auc(y_true, proba, labels=None) -> float:
+    if proba.ndim == 2 and proba.shape[1] == 2:
+        return float(skm.roc_auc_score(y_true, proba[:, 1]))
+    return float(skm.roc_auc_score(y_true, proba, multi_class="ovr", labels=labels))
+
+
+def _log_loss(y_true, proba, labels=None) -> float:
+    return float(skm.log_loss(y_true, proba, labels=labels))
+
+
+BUILTIN_METRICS: dict[str, Metric] = {
+    "rmse": Metric("rmse", _rmse, "min"),
+    "mae": Metric("mae", skm.mean_absolute_error, "min"),
+    "mape": Metric("mape", skm.mean_absolute_percentage_error, "min"),
+    "r2": Metric("r2", skm.r2_score, "max"),
+    "accuracy": Metric("accuracy", skm.accuracy_score, "max"),
+    "f1": Metric("f1", _f1, "max"),
+    "log_loss": Metric("log_loss", _log_loss, "min", needs_proba=True),
+    "roc_auc": Metric("roc_auc", _roc_auc, "max", needs_proba=True),
+}
+
+
+def get_metric(name: str, mode: str | None = None, *, base_dir: str = ".") -> Metric:
+    """The built-in metric of that name, or a user's ``module:function`` (which needs ``mode``)."""
+    if name in BUILTIN_METRICS:
+        builtin = BUILTIN_METRICS[name]
+        return Metric(name, builtin.function, mode or builtin.mode, builtin.needs_proba)
+    function = resolve(name, base_dir=base_dir)
+    if mode is None:
+        raise ValueError(f"metric '{name}' needs a mode (min or max)")
+    return Metric(name.rpartition(":")[2], function, mode)
+
+
+def score(metric: Metric, model: Any, X, y) -> float:
+    """Score a fitted model on rows ``X`` with true values ``y``."""
+    if metric.needs_proba:
+        return float(metric.function(np.asarray(y), np.asarray(model.predict_proba(X)), labels=model.classes_))
+    return float(metric.function(np.asarray(y), np.asarray(model.predict(X))))
