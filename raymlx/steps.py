@@ -1,4 +1,8 @@
-"""Built-in pipeline steps, named in a spec by their short name (``step: fill_missing``)."""
+"""Built-in pipeline steps, named in a spec by their short name (``step: fill_missing``).
+
+Forecasting steps count time in rows: a forecasting frame's index is sorted and
+regular, so ``lags: [7]`` on daily data means the value seven days earlier.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-__all__ = ["fill_missing", "select_columns", "drop_columns", "one_hot", "standard_scale"]
+from raymlx.registry import suggest
+
+__all__ = ["fill_missing", "select_columns", "drop_columns", "one_hot", "standard_scale", "lags", "rolling",
+           "calendar", "clip_outliers", "drop_incomplete_rows"]
 
 
 def _present(frame: pd.DataFrame, columns: list[str] | None, *, numeric: bool = False) -> list[str]:
@@ -96,7 +103,205 @@ class StandardScale:
         return frame
 
 
+def _names(value: str | list[str]) -> list[str]:
+    """A list of names, also from a single name (``columns: temp_max``)."""
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _steps_back(value: int | list[int], name: str) -> list[int]:
+    """Validate a count (or list of counts) of rows to look back: positive integers."""
+    values = [value] if isinstance(value, int) else list(value)
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
+    if bad or not values:
+        what = "a positive integer" if isinstance(value, int) else "positive integers"
+        raise ValueError(f"{name} must be {what} (rows back in time), but got {value!r}")
+    return values
+
+
+def _leak_message(what: str, shortest: int, horizon: int, *, fix: str) -> str | None:
+    """Why a feature looking ``shortest`` rows back leaks when forecasting ``horizon`` rows ahead."""
+    if shortest >= horizon:
+        return None
+    return (f"{what} {shortest} is shorter than the horizon {horizon}: the feature would use values "
+            f"not yet known at the forecast cutoff; use {fix} >= {horizon}")
+
+
+class Lags:
+    """Past values as features: ``temp_max_lag7`` is ``temp_max`` seven rows earlier.
+
+    For forecasting, every lag must be at least the horizon: the last row of a
+    forecast window is ``horizon`` rows after the cutoff, so a shorter lag would read
+    a value that was not known yet (``raymlx validate`` rejects it).
+
+    Args:
+        columns: Columns to lag; absent ones are skipped (the target, when serving).
+        lags: Rows to look back, each a positive integer.
+    """
+
+    def __init__(self, columns: list[str], lags: list[int]) -> None:
+        self.columns = _names(columns)
+        self.lags = _steps_back(lags, "lags")
+
+    def fit(self, frame: pd.DataFrame) -> Lags:
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        new = {f"{c}_lag{k}": frame[c].shift(k) for c in _present(frame, self.columns) for k in self.lags}
+        return frame.assign(**new)
+
+    def leak_check(self, horizon: int) -> str | None:
+        """A message when a lag is shorter than the forecast horizon, else ``None``."""
+        return _leak_message("lag", min(self.lags), horizon, fix="lags")
+
+
+ROLLING_STATS = ("mean", "std", "min", "max")
+
+
+class Rolling:
+    """Statistics over a window of past values: ``temp_max_roll7_mean_lag7`` is the mean of
+    the 7 values ending 7 rows before the row.
+
+    Args:
+        columns: Columns to summarise; absent ones are skipped.
+        windows: Window lengths in rows.
+        stats: Any of ``mean``, ``std``, ``min``, ``max``.
+        shift: Rows between the row and the window's last value; for forecasting at
+            least the horizon, for the same reason as :class:`Lags`.
+
+    Raises:
+        ValueError: On an unknown statistic or a window or shift below 1.
+    """
+
+    def __init__(self, columns: list[str], windows: list[int],
+                 stats: list[Literal["mean", "std", "min", "max"]] = ("mean",), shift: int = 1) -> None:
+        self.columns = _names(columns)
+        self.windows = _steps_back(windows, "windows")
+        self.stats = _names(stats)
+        for stat in self.stats:
+            if stat not in ROLLING_STATS:
+                raise ValueError(f"unknown rolling statistic '{stat}' (choose from {', '.join(ROLLING_STATS)})"
+                                 f"{suggest(stat, ROLLING_STATS)}")
+        self.shift = _steps_back(shift, "shift")[0]
+
+    def fit(self, frame: pd.DataFrame) -> Rolling:
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        new = {}
+        for column in _present(frame, self.columns):
+            past = frame[column].shift(self.shift)
+            for window in self.windows:
+                rolled = past.rolling(window)
+                for stat in self.stats:
+                    new[f"{column}_roll{window}_{stat}_lag{self.shift}"] = getattr(rolled, stat)()
+        return frame.assign(**new)
+
+    def leak_check(self, horizon: int) -> str | None:
+        """A message when the shift is shorter than the forecast horizon, else ``None``."""
+        return _leak_message("shift", self.shift, horizon, fix="shift")
+
+
+CALENDAR_FEATURES = ("day_of_year", "weekday", "month")
+
+
+def calendar(frame: pd.DataFrame, features: list[Literal["day_of_year", "weekday", "month"]] | None = None
+             ) -> pd.DataFrame:
+    """Features of each row's date, known in advance for any future row.
+
+    ``day_of_year`` gives ``day_of_year_sin`` and ``day_of_year_cos`` (the year as a
+    circle, so 31 December sits next to 1 January); ``weekday`` is 0 for Monday to 6;
+    ``month`` is 1 to 12.
+
+    Raises:
+        TypeError: When the frame is not indexed by time.
+        ValueError: On an unknown feature name.
+    """
+    index = frame.index
+    if not isinstance(index, pd.DatetimeIndex):
+        raise TypeError(f"calendar needs a frame indexed by time (set data.time_column), "
+                        f"but its index is a {type(index).__name__}")
+    chosen = CALENDAR_FEATURES if features is None else _names(features)
+    for name in chosen:
+        if name not in CALENDAR_FEATURES:
+            raise ValueError(f"unknown calendar feature '{name}' (choose from {', '.join(CALENDAR_FEATURES)})"
+                             f"{suggest(name, CALENDAR_FEATURES)}")
+    new: dict[str, np.ndarray] = {}
+    if "day_of_year" in chosen:
+        angle = 2 * np.pi * (index.dayofyear.to_numpy() - 1) / 365.25
+        new.update(day_of_year_sin=np.sin(angle), day_of_year_cos=np.cos(angle))
+    if "weekday" in chosen:
+        new["weekday"] = index.dayofweek.to_numpy()
+    if "month" in chosen:
+        new["month"] = index.month.to_numpy()
+    return frame.assign(**new)
+
+
+class ClipOutliers:
+    """Clip numeric columns to quantiles of the training rows (winsorising).
+
+    Args:
+        columns: Columns to clip; ``None`` clips every numeric column, the target
+            included (the target's raw values are still what models are scored on;
+            only features made from it later in the pipeline see the clipped values).
+        lower: Quantile of the lower bound.
+        upper: Quantile of the upper bound.
+
+    Raises:
+        ValueError: Unless ``0 <= lower < upper <= 1``.
+    """
+
+    def __init__(self, columns: list[str] | None = None, lower: float = 0.01, upper: float = 0.99) -> None:
+        if not 0 <= lower < upper <= 1:
+            raise ValueError(f"`0 <= lower < upper <= 1` must hold, but got (lower={lower}, upper={upper})")
+        self.columns = None if columns is None else _names(columns)
+        self.lower = lower
+        self.upper = upper
+        self.bounds_: dict[str, tuple[float, float]] = {}
+
+    def fit(self, frame: pd.DataFrame) -> ClipOutliers:
+        columns = _present(frame, self.columns, numeric=True)
+        quantiles = frame[columns].quantile([self.lower, self.upper])
+        self.bounds_ = {c: (float(quantiles[c].iloc[0]), float(quantiles[c].iloc[1])) for c in columns}
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        new = {c: frame[c].clip(low, high) for c, (low, high) in self.bounds_.items() if c in frame.columns}
+        return frame.assign(**new)
+
+
+class DropIncompleteRows:
+    """Drop the training rows that miss a value, such as the first rows of a lag feature.
+
+    Only rows the step was fitted on are ever dropped. The other rows are rows a
+    model must predict, one answer each: a fold's validation rows (for forecasting
+    their raw values are hidden, so they miss values by design while their lag
+    features are complete) and, after the final refit, new rows to forecast.
+
+    Args:
+        columns: Columns that must have a value; ``None`` means every column.
+            Absent columns are skipped.
+    """
+
+    def __init__(self, columns: list[str] | None = None) -> None:
+        self.columns = None if columns is None else _names(columns)
+        self.fitted_rows_: pd.Index | None = None
+
+    def fit(self, frame: pd.DataFrame) -> DropIncompleteRows:
+        self.fitted_rows_ = frame.index.copy()
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        incomplete = frame[_present(frame, self.columns)].isna().any(axis=1)
+        if self.fitted_rows_ is not None:
+            incomplete &= frame.index.isin(self.fitted_rows_)
+        return frame.loc[~incomplete.to_numpy()]
+
+
 # Spec names are snake_case, like every other key of the spec.
 fill_missing = FillMissing
 one_hot = OneHot
 standard_scale = StandardScale
+lags = Lags
+rolling = Rolling
+clip_outliers = ClipOutliers
+drop_incomplete_rows = DropIncompleteRows

@@ -2,6 +2,31 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from raymlx.models.base import Model, TrainFunctionModel, build_model, parameter_names
 
-__all__ = ["Model", "TrainFunctionModel", "build_model", "parameter_names"]
+__all__ = ["Model", "TrainFunctionModel", "build_model", "parameter_names", "NaiveSeasonal", "Prophet",
+           "DartsModel", "ExponentialSmoothing", "Theta", "LinearRegressionModel"]
+
+# Adapters load on first use, so that importing raymlx.models (every worker does) stays fast;
+# their optional dependencies (prophet, darts) load later still, when a model is fitted.
+_ADAPTERS = {
+    "NaiveSeasonal": "raymlx.models.naive",
+    "Prophet": "raymlx.models.prophet",
+    "DartsModel": "raymlx.models.darts",
+    "ExponentialSmoothing": "raymlx.models.darts",
+    "Theta": "raymlx.models.darts",
+    "LinearRegressionModel": "raymlx.models.darts",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ADAPTERS:
+        return getattr(importlib.import_module(_ADAPTERS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_ADAPTERS})

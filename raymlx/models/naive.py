@@ -1,0 +1,85 @@
+"""The seasonal naive forecast, the baseline every forecasting model should beat; and the time
+arithmetic the forecasting adapters share (which step after the training data a row is)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["NaiveSeasonal", "SeriesEnd", "regular_series"]
+
+
+def _frequency(index: pd.DatetimeIndex) -> pd.DateOffset:
+    """The index's step: its own ``freq``, the inferred one, or the most common gap between rows."""
+    freq = index.freq or (pd.infer_freq(index) if len(index) >= 3 else None)
+    if freq is None:
+        gaps = index.to_series().diff().dropna()
+        if gaps.empty:
+            raise ValueError("cannot tell the series' frequency from fewer than two time stamps")
+        return pd.tseries.frequencies.to_offset(gaps.mode().iloc[0])
+    return pd.tseries.frequencies.to_offset(freq)
+
+
+def regular_series(y: pd.Series) -> pd.Series:
+    """The target on a regular time grid, with gaps (rows a pipeline dropped) interpolated."""
+    if not isinstance(y.index, pd.DatetimeIndex):
+        return pd.Series(y.to_numpy(dtype=float), index=pd.RangeIndex(len(y)), name=y.name)
+    y = y.astype(float).sort_index()
+    regular = y.asfreq(_frequency(y.index))
+    return regular.interpolate(limit_direction="both") if regular.isna().any() else regular
+
+
+class SeriesEnd:
+    """Where a training series ends, to number the steps of the rows asked for afterwards."""
+
+    def __init__(self, series: pd.Series) -> None:
+        self.last = series.index[-1]
+        self.freq = series.index.freq if isinstance(series.index, pd.DatetimeIndex) else None
+
+    def steps(self, index: pd.Index) -> np.ndarray:
+        """Steps after the end for each row: 1 is the first step after the training data.
+
+        Rows without time stamps are taken to be the steps right after the end, in order.
+
+        Raises:
+            ValueError: For rows at or before the end, or between the series' time steps.
+        """
+        if self.freq is None or not isinstance(index, pd.DatetimeIndex):
+            return np.arange(1, len(index) + 1)
+        if len(index) == 0:
+            return np.zeros(0, dtype=int)
+        if index.min() <= self.last:
+            raise ValueError(f"this model forecasts the rows after its training data, which ends at {self.last}, "
+                             f"but got rows from {index.min()}")
+        grid = pd.date_range(self.last, index.max(), freq=self.freq)
+        steps = grid.get_indexer(index)
+        if (steps < 0).any():
+            raise ValueError(f"rows at {index[steps < 0][0]} are not on the series' time steps ({self.freq.freqstr})")
+        return steps
+
+
+class NaiveSeasonal:
+    """Forecast each step with the value one season before: the training target's last
+    season, repeated.
+
+    Args:
+        season_length: Rows in a season (7 for daily data with a weekly cycle).
+    """
+
+    def __init__(self, season_length: int = 7) -> None:
+        if season_length < 1:
+            raise ValueError(f"season_length must be at least 1, but got {season_length}")
+        self.season_length = season_length
+
+    def fit(self, X: pd.DataFrame, y: pd.Series) -> NaiveSeasonal:
+        series = regular_series(y)
+        if len(series) < self.season_length:
+            raise ValueError(f"NaiveSeasonal needs at least one season ({self.season_length} rows) "
+                             f"of training data, but got {len(series)}")
+        self.last_season_ = series.to_numpy()[-self.season_length:]
+        self.end_ = SeriesEnd(series)
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        steps = self.end_.steps(X.index)
+        return self.last_season_[(steps - 1) % self.season_length]

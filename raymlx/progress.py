@@ -1,0 +1,74 @@
+"""Per-model progress of a running experiment, kept by a Tune callback on the driver."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ray.tune import Callback
+
+__all__ = ["ModelProgress", "ProgressCallback"]
+
+
+@dataclass
+class ModelProgress:
+    """Trials of one model: how many ran, failed, are running; the best score so far; wall time."""
+
+    name: str
+    budget: int
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    best: float = math.nan
+    started_at: float | None = None
+    ended_at: float | None = None
+
+    @property
+    def wall_time_s(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.ended_at or time.time()) - self.started_at
+
+
+class ProgressCallback(Callback):
+    """Counts each model's trials as Tune starts and ends them, and calls ``on_update`` after each change."""
+
+    def __init__(self, budgets: dict[str, int], *, metric: str, mode: str,
+                 on_update: Callable[[dict[str, ModelProgress]], None] | None = None) -> None:
+        self.models = {name: ModelProgress(name, budget) for name, budget in budgets.items()}
+        self.metric, self.mode, self.on_update = metric, mode, on_update
+
+    def __getstate__(self) -> dict:
+        # Tune saves callbacks with the experiment state; the display hook stays behind.
+        return {**self.__dict__, "on_update": None}
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        progress = self.models[trial.config["model"]]
+        progress.running += 1
+        progress.started_at = progress.started_at or time.time()
+        self._changed()
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        progress = self._finish(trial)
+        value = (trial.last_result or {}).get(self.metric)
+        if value is not None and (math.isnan(progress.best) or
+                                  (value < progress.best if self.mode == "min" else value > progress.best)):
+            progress.best = value
+        self._changed()
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._finish(trial).failed += 1
+        self._changed()
+
+    def _finish(self, trial) -> ModelProgress:
+        progress = self.models[trial.config["model"]]
+        progress.running -= 1
+        progress.done += 1
+        progress.ended_at = time.time()
+        return progress
+
+    def _changed(self) -> None:
+        if self.on_update is not None:
+            self.on_update(self.models)

@@ -1,0 +1,121 @@
+"""Search spaces and algorithms: one Optuna-backed search per model, multiplexed into one Tune run.
+
+All models of an experiment share one Tune run whose searcher hands out trials
+from each model's own search in turn. That keeps every search concurrent, lets
+Tune reuse worker processes across models (a new worker costs about 2 s) and
+keeps the budget of each model exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import optuna
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from raymlx.spec import ChoiceParam, FloatParam, SearchSpec
+
+__all__ = ["distributions", "grid_points", "model_searcher", "ModelSearcher"]
+
+
+def distributions(space: dict) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Optuna distributions for a spec's search space."""
+    result = {}
+    for name, p in space.items():
+        if isinstance(p, ChoiceParam):
+            result[name] = optuna.distributions.CategoricalDistribution(p.values)
+        elif isinstance(p, FloatParam):
+            result[name] = optuna.distributions.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
+        else:
+            result[name] = optuna.distributions.IntDistribution(p.low, p.high, log=p.log, step=p.step or 1)
+    return result
+
+
+def grid_points(space: dict) -> dict[str, list[Any]]:
+    """Every value of each parameter, for a grid search."""
+    points = {}
+    for name, p in space.items():
+        if isinstance(p, ChoiceParam):
+            points[name] = list(p.values)
+        else:
+            values = np.arange(p.low, p.high + (p.step or 1) / 2, p.step or 1)
+            points[name] = [v.item() for v in values]
+    return points
+
+
+def _sampler(search: SearchSpec) -> optuna.samplers.BaseSampler:
+    if search.algorithm == "random":
+        return optuna.samplers.RandomSampler(seed=search.seed)
+    if search.algorithm == "grid":
+        return optuna.samplers.GridSampler(grid_points(search.space), seed=search.seed)
+    return optuna.samplers.TPESampler(seed=search.seed)
+
+
+def model_searcher(search: SearchSpec, *, metric: str, mode: str) -> tuple[Searcher | None, int]:
+    """The searcher of one model and its trial budget (a grid runs each point once at most)."""
+    budget = search.num_samples
+    if search.algorithm == "grid":
+        grid = grid_points(search.space)
+        budget = min(budget, int(np.prod([len(v) for v in grid.values()])))
+        space = {k: optuna.distributions.CategoricalDistribution(v) for k, v in grid.items()}
+    else:
+        space = distributions(search.space)
+    if not space:
+        return None, 1  # nothing to search: one trial scores the fixed parameters
+    return OptunaSearch(space=space, metric=metric, mode=mode, sampler=_sampler(search)), budget
+
+
+class ModelSearcher(Searcher):
+    """Hands out trials from each model's own search, keeping every model's share of the run even.
+
+    A trial's config is ``{"model": name, "params": {...}}``.
+    """
+
+    def __init__(self, searches: dict[str, tuple[Searcher | None, int]], *, metric: str, mode: str) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self._searches = dict(searches)
+        self._budgets = {name: budget for name, (_, budget) in searches.items()}
+        self._suggested = dict.fromkeys(searches, 0)
+        self._owner: dict[str, str] = {}
+
+    @property
+    def total_trials(self) -> int:
+        return sum(self._budgets.values())
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # each model's search was configured when it was made
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        open_models = [n for n in self._searches if self._suggested[n] < self._budgets[n]]
+        if not open_models:
+            return Searcher.FINISHED
+        for name in sorted(open_models, key=lambda n: self._suggested[n] / self._budgets[n]):
+            searcher, _ = self._searches[name]
+            params = searcher.suggest(trial_id) if searcher is not None else {}
+            if params == Searcher.FINISHED:
+                self._budgets[name] = self._suggested[name]
+                continue
+            if params is None:
+                continue  # that search waits for results before suggesting more
+            self._suggested[name] += 1
+            self._owner[trial_id] = name
+            return {"model": name, "params": params}
+        return None
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        searcher = self._searcher_of(trial_id)
+        if searcher is not None:
+            searcher.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        searcher = self._searcher_of(trial_id)
+        if searcher is not None:
+            searcher.on_trial_complete(trial_id, result=result, error=error)
+
+    def _searcher_of(self, trial_id: str) -> Searcher | None:
+        name = self._owner.get(trial_id)
+        return self._searches[name][0] if name is not None else None
+
+

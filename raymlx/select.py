@@ -1,0 +1,92 @@
+"""Picking the winner: the leaderboard, the champion's refit on all data, and its registration."""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from raymlx.champion import ChampionModel, FittedPredictor
+
+__all__ = ["LeaderboardRow", "build_leaderboard", "leaderboard_frame", "log_champion", "CHAMPION_ALIAS"]
+
+CHAMPION_ALIAS = "champion"
+
+
+@dataclass
+class LeaderboardRow:
+    """One model's best trial, on the experiment's shared folds and metric."""
+
+    model: str
+    score: float
+    score_std: float
+    params: dict[str, Any]
+    trials: int
+    failed: int
+    wall_time_s: float
+    fold_scores: list[float] = field(default_factory=list)
+
+
+def build_leaderboard(results, *, models: list[str], metric: str, mode: str,
+                      wall_times: dict[str, float]) -> list[LeaderboardRow]:
+    """One row per model, best first; a model whose trials all failed comes last with a NaN score."""
+    rows = []
+    for name in models:
+        mine = [r for r in results if r.config and r.config.get("model") == name]
+        scored = [r for r in mine if r.error is None and r.metrics and metric in r.metrics]
+        best = (min if mode == "min" else max)(scored, key=lambda r: r.metrics[metric]) if scored else None
+        rows.append(LeaderboardRow(
+            model=name,
+            score=best.metrics[metric] if best else math.nan,
+            score_std=best.metrics.get(f"{metric}_std", math.nan) if best else math.nan,
+            params=dict(best.config["params"]) if best else {},
+            trials=len(mine), failed=len(mine) - len(scored),
+            wall_time_s=wall_times.get(name, math.nan),
+            fold_scores=[v for k, v in sorted(best.metrics.items()) if k.startswith(f"{metric}_fold")] if best else [],
+        ))
+    sign = 1 if mode == "min" else -1
+    return sorted(rows, key=lambda r: (math.isnan(r.score), sign * r.score if not math.isnan(r.score) else 0))
+
+
+def leaderboard_frame(rows: list[LeaderboardRow]) -> pd.DataFrame:
+    """The leaderboard as a table (for logging and printing)."""
+    return pd.DataFrame([asdict(r) for r in rows]).drop(columns=["fold_scores"])
+
+
+def _requirements(extra_modules: list[str]) -> list[str]:
+    wanted = ["mlflow", "pandas", "numpy", "scikit-learn", "cloudpickle", *extra_modules]
+    pins = []
+    for dist in dict.fromkeys(wanted):
+        try:
+            pins.append(f"{dist}=={importlib_metadata.version(dist)}")
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def log_champion(predictor: FittedPredictor, *, run_id: str, registered_model: str, code_paths: list[str],
+                 metadata: dict[str, Any], sample: pd.DataFrame) -> tuple[str, str]:
+    """Log the champion as a pyfunc model in ``run_id``, register it and point the alias at it.
+
+    Returns:
+        The registered model URI with alias, and the new version.
+    """
+    extras = [m for m in ("prophet", "darts") if m in sys.modules]
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=ChampionModel(predictor, metadata),
+            signature=infer_signature(sample, predictor.predict(sample)), input_example=sample,
+            code_paths=[str(Path(p)) for p in code_paths] or None,
+            pip_requirements=_requirements(extras), registered_model_name=registered_model,
+        )
+    version = str(info.registered_model_version)
+    MlflowClient().set_registered_model_alias(registered_model, CHAMPION_ALIAS, version)
+    return f"models:/{registered_model}@{CHAMPION_ALIAS}", version

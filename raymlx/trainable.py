@@ -1,0 +1,88 @@
+"""The Tune trainable: fit one configuration on every fold, score it, report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ray import tune
+
+from raymlx.checks import MODEL_PACKAGE
+from raymlx.metrics import get_metric, score
+from raymlx.models.base import build_model
+from raymlx.pipeline import FoldData
+from raymlx.registry import resolve
+
+__all__ = ["ModelPlan", "TrialContext", "evaluate", "run_trial", "fold_metric_key", "std_metric_key"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """What a worker needs to build one model entry: references travel as text and resolve there."""
+
+    reference: str
+    pipeline: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+    max_failures: int = 0
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything a trial reads, put in the object store once for all trials.
+
+    ``folds`` holds each pipeline's features for every fold, computed once on the driver.
+    """
+
+    models: dict[str, ModelPlan]
+    folds: dict[str | None, list[FoldData]]
+    metric_name: str
+    metric_mode: str
+    base_dir: str
+
+
+def std_metric_key(metric: str) -> str:
+    return f"{metric}_std"
+
+
+def fold_metric_key(metric: str, index: int) -> str:
+    return f"{metric}_fold{index}"
+
+
+def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> dict[str, float]:
+    """Fit and score one configuration on every fold.
+
+    Returns:
+        The mean score under the metric's name, its spread, each fold's score and fit time.
+    """
+    plan = context.models[model_name]
+    reference = resolve(plan.reference, base_dir=context.base_dir, default_package=MODEL_PACKAGE)
+    metric = get_metric(context.metric_name, context.metric_mode, base_dir=context.base_dir)
+    scores, started = [], time.perf_counter()
+    for fold in context.folds[plan.pipeline]:
+        model = build_model(reference, {**plan.params, **params})
+        model.fit(fold.X_train, fold.y_train)
+        scores.append(score(metric, model, fold.X_valid, fold.y_valid))
+    result = {metric.name: float(np.mean(scores)), std_metric_key(metric.name): float(np.std(scores)),
+              "fit_time_s": time.perf_counter() - started}
+    result.update({fold_metric_key(metric.name, i): s for i, s in enumerate(scores)})
+    return result
+
+
+def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    """Tune entry point: evaluate, retrying up to the model's ``max_failures``, then report."""
+    plan = context.models[config["model"]]
+    for attempt in range(plan.max_failures + 1):
+        try:
+            result = evaluate(context, config["model"], config["params"])
+            break
+        except Exception:
+            if attempt == plan.max_failures:
+                raise
+            logger.warning("trial of %s failed (attempt %d of %d); retrying",
+                           config["model"], attempt + 1, plan.max_failures + 1, exc_info=True)
+    tune.report(result)

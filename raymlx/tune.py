@@ -1,0 +1,217 @@
+"""Running an experiment: features once per fold, every model's search concurrently on Ray, MLflow, the champion."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import ray
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from raymlx.champion import fit_predictor
+from raymlx.checks import MODEL_PACKAGE
+from raymlx.errors import RaymlxError
+from raymlx.folds import make_folds
+from raymlx.metrics import get_metric
+from raymlx.models.base import build_model
+from raymlx.pipeline import build_pipeline, fold_features
+from raymlx.progress import ModelProgress, ProgressCallback
+from raymlx.registry import resolve
+from raymlx.search import ModelSearcher, model_searcher
+from raymlx.select import LeaderboardRow, build_leaderboard, leaderboard_frame, log_champion
+from raymlx.spec import RuntimeSpec, Spec
+from raymlx.spec_io import LoadedSpec
+from raymlx.tracking import TrialRunCallback, ensure_experiment, resolve_tracking_uri, start_runs
+from raymlx.trainable import ModelPlan, TrialContext, run_trial
+
+__all__ = ["ExperimentResult", "run_experiment", "init_ray", "PipelineFailed"]
+
+logger = logging.getLogger(__name__)
+
+
+class PipelineFailed(RaymlxError):
+    """A pipeline step raised while computing a fold's features."""
+
+
+@dataclass
+class ExperimentResult:
+    """What ``raymlx tune`` produced."""
+
+    leaderboard: list[LeaderboardRow]
+    champion: str | None
+    champion_uri: str | None
+    champion_version: str | None
+    session_run_id: str
+    tracking_uri: str
+    experiment_id: str
+
+
+def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False) -> bool:
+    """Start a small local Ray runtime, or join the cluster named by ``address``.
+
+    Returns:
+        Whether this call started Ray (and so should shut it down).
+    """
+    if ray.is_initialized():
+        return False
+    address = address or runtime.address
+    level = logging.INFO if verbose else logging.ERROR
+    if address:
+        ray.init(address=address, log_to_driver=verbose, logging_level=level, runtime_env={
+            "working_dir": base_dir, "excludes": ["mlflow.db", "mlartifacts/", ".raymlx/", ".venv/"]})
+    else:
+        ray.init(num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=verbose, logging_level=level,
+                 object_store_memory=runtime.object_store_memory_mb * 1024 * 1024)
+    return True
+
+
+def compute_fold_features(spec: Spec, frame: pd.DataFrame, *, base_dir: str) -> dict[str | None, list]:
+    """Each pipeline's features on each fold, computed once for every trial of every model that uses it."""
+    folds = make_folds(frame, spec)
+    result = {}
+    for name in dict.fromkeys(m.pipeline for m in spec.models.values()):
+        pipeline = build_pipeline(name, spec.pipelines, base_dir=base_dir)
+        try:
+            result[name] = [fold_features(frame, f, pipeline, target=spec.data.target,
+                                          forecasting=spec.task == "forecasting") for f in folds]
+        except Exception as exc:
+            raise PipelineFailed(f"pipeline '{name}' failed: {type(exc).__name__}: {exc}") from exc
+    return result
+
+
+def _trainable(context: TrialContext, spec: Spec):
+    resources = {name: m.resources for name, m in spec.models.items()}
+
+    def per_trial(config: dict[str, Any]) -> tune.PlacementGroupFactory:
+        r = resources[config["model"]]
+        return tune.PlacementGroupFactory([{"CPU": r.cpu, "GPU": r.gpu}])
+
+    return tune.with_resources(tune.with_parameters(run_trial, context=context), resources=per_trial)
+
+
+def user_code_paths(spec: Spec, base_dir: str) -> list[str]:
+    """The user's own files named by the spec, shipped inside the champion's MLflow model."""
+    references = [m.model for m in spec.models.values()] + [s.step for ss in spec.pipelines.values() for s in ss]
+    files = {ref.partition(":")[0] for ref in references if ref.partition(":")[0].endswith(".py")}
+    return sorted(str((Path(base_dir) / f).resolve()) for f in files)
+
+
+def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | None = None,
+                   on_progress=None, verbose: bool = False) -> ExperimentResult:
+    """Tune every model, log everything to MLflow, register the champion.
+
+    Args:
+        loaded: The validated spec.
+        frame: The data set, as :func:`raymlx.checks.validate` returned it.
+        address: Ray cluster to join, overriding ``runtime.address``.
+        on_progress: Called with each model's :class:`ModelProgress` whenever a trial starts or ends.
+        verbose: Show Ray's worker output.
+    """
+    spec, base_dir = loaded.spec, loaded.base_dir
+    metric = get_metric(spec.metric_spec.name, spec.metric_spec.mode, base_dir=base_dir)
+    features = compute_fold_features(spec, frame, base_dir=base_dir)
+    tracking_uri = resolve_tracking_uri(spec.tracking.uri, base_dir)
+    experiment_id = ensure_experiment(spec.experiment_name, tracking_uri=tracking_uri, base_dir=base_dir)
+    client = MlflowClient(tracking_uri)
+    session_id, parents = start_runs(client, experiment_id, name=spec.name, models=list(spec.models))
+    client.log_artifact(session_id, str(loaded.path))
+    started_ray = init_ray(spec.runtime, address=address, base_dir=base_dir, verbose=verbose)
+    try:
+        progress = _tune(spec, features, metric, base_dir, tracking_uri, session_id, parents, on_progress)
+        board = build_leaderboard(progress.results, models=list(spec.models), metric=metric.name,
+                                  mode=metric.mode, wall_times={n: p.wall_time_s for n, p in progress.models.items()})
+    except BaseException:
+        _end_runs(client, [session_id, *parents.values()], status="FAILED")
+        raise
+    finally:
+        if started_ray:
+            ray.shutdown()
+    _log_leaderboard(client, board, session_id, parents, metric.name)
+    result = ExperimentResult(board, None, None, None, session_id, tracking_uri, experiment_id)
+    if board and board[0].score == board[0].score:  # not NaN: at least one trial succeeded
+        _register_champion(loaded, frame, board[0], result, metric)
+    _end_runs(client, [*parents.values(), session_id], status="FINISHED")
+    return result
+
+
+@dataclass
+class _TuneOutcome:
+    results: Any
+    models: dict[str, ModelProgress]
+
+
+def _tune(spec, features, metric, base_dir, tracking_uri, session_id, parents, on_progress) -> _TuneOutcome:
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # progress is ours to show; Tune's reporter stays quiet
+    searches = {name: model_searcher(m.search, metric=metric.name, mode=metric.mode) for name, m in spec.models.items()}
+    searcher = ModelSearcher(searches, metric=metric.name, mode=metric.mode)
+    plans = {name: ModelPlan(m.model, m.pipeline, dict(m.params), m.max_failures) for name, m in spec.models.items()}
+    context = TrialContext(plans, features, spec.metric_spec.name, metric.mode, base_dir)
+    progress = ProgressCallback({n: b for n, (_, b) in searches.items()}, metric=metric.name, mode=metric.mode,
+                                on_update=on_progress)
+    mlflow_callback = TrialRunCallback(parent_runs=parents, session_id=session_id, tracking_uri=tracking_uri,
+                                       experiment_name=spec.experiment_name)
+    storage = spec.runtime.storage_path or str(Path(base_dir, ".raymlx", "ray_results").resolve())
+    tuner = tune.Tuner(
+        _trainable(context, spec),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=searcher.total_trials, reuse_actors=True,
+                                    max_concurrent_trials=spec.runtime.max_concurrent_trials),
+        run_config=tune.RunConfig(name=spec.name, storage_path=storage, verbose=0,
+                                  callbacks=[mlflow_callback, progress],
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    return _TuneOutcome(tuner.fit(), progress.models)
+
+
+def _log_leaderboard(client: MlflowClient, board: list[LeaderboardRow], session_id: str,
+                     parents: dict[str, str], metric: str) -> None:
+    for row in board:
+        run_id = parents[row.model]
+        if row.score == row.score:
+            client.log_metric(run_id, f"best_{metric}", row.score)
+            client.log_metric(run_id, f"best_{metric}_std", row.score_std)
+        for key, value in row.params.items():
+            client.log_param(run_id, f"best.{key}", value)
+        client.log_metric(run_id, "trials", row.trials)
+        client.log_metric(run_id, "trials_failed", row.failed)
+        client.log_metric(run_id, "wall_time_s", row.wall_time_s)
+    table = leaderboard_frame(board)
+    client.log_text(session_id, table.to_csv(index=False), "leaderboard.csv")
+
+
+def _register_champion(loaded: LoadedSpec, frame: pd.DataFrame, best: LeaderboardRow,
+                       result: ExperimentResult, metric) -> None:
+    spec, base_dir = loaded.spec, loaded.base_dir
+    entry = spec.models[best.model]
+    model = build_model(resolve(entry.model, base_dir=base_dir, default_package=MODEL_PACKAGE),
+                        {**entry.params, **best.params})
+    pipeline = build_pipeline(entry.pipeline, spec.pipelines, base_dir=base_dir)
+    forecasting = spec.task == "forecasting"
+    inputs = [spec.data.time_column] if forecasting else [c for c in frame.columns if c != spec.data.target]
+    predictor = fit_predictor(frame, pipeline, model, target=spec.data.target, input_columns=inputs,
+                              forecasting=forecasting, time_column=spec.data.time_column)
+    sample = _sample_input(frame, spec, inputs)
+    metadata = {"model": best.model, "metric": metric.name, "score": best.score, "task": spec.task,
+                "target": spec.data.target, "params": best.params}
+    mlflow.set_tracking_uri(result.tracking_uri)
+    uri, version = log_champion(predictor, run_id=result.session_run_id, registered_model=spec.registered_model_name,
+                                code_paths=user_code_paths(spec, base_dir), metadata=metadata, sample=sample)
+    result.champion, result.champion_uri, result.champion_version = best.model, uri, version
+
+
+def _sample_input(frame: pd.DataFrame, spec: Spec, inputs: list[str]) -> pd.DataFrame:
+    if spec.task != "forecasting":
+        return frame[inputs].head(5).reset_index(drop=True)
+    step = pd.infer_freq(frame.index[-10:]) or (frame.index[-1] - frame.index[-2])
+    times = pd.date_range(frame.index[-1], periods=(spec.validation.horizon or 1) + 1, freq=step)[1:]
+    return pd.DataFrame({spec.data.time_column: times})
+
+
+def _end_runs(client: MlflowClient, run_ids: list[str], *, status: str) -> None:
+    for run_id in run_ids:
+        client.set_terminated(run_id, status=status)

@@ -1,0 +1,30 @@
+"""Shared fixtures: one real local Ray runtime for the whole session, MLflow stores under tmp_path."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DIABETES = ROOT / "examples" / "tabular" / "data" / "diabetes.csv"
+
+
+@pytest.fixture(scope="session")
+def ray_runtime():
+    """A small local Ray runtime shared by every test that needs one."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024,
+             log_to_driver=False, ignore_reinit_error=True)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project folder with the diabetes data under data/."""
+    (tmp_path / "data").mkdir()
+    shutil.copy(DIABETES, tmp_path / "data" / "diabetes.csv")
+    return tmp_path

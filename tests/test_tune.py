@@ -1,0 +1,145 @@
+"""End to end: a real local Ray runtime, a real sqlite MLflow store, the champion registered and loaded."""
+
+from __future__ import annotations
+
+import textwrap
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from sklearn.linear_model import Ridge
+
+from raymlx.checks import validate
+from raymlx.spec_io import load_spec
+from raymlx.tracking import MODEL_TAG, ROLE_TAG
+from raymlx.tune import run_experiment
+
+SPEC = """
+name: e2e
+task: regression
+data: {uri: data/diabetes.csv, target: progression}
+validation: {strategy: kfold, folds: 3}
+metric: {name: rmse}
+tracking: {uri: "sqlite:///mlflow.db"}
+models:
+  ridge:
+    model: sklearn.linear_model:Ridge
+    search:
+      num_samples: 4
+      space:
+        alpha: {type: float, low: 0.01, high: 100.0, log: true}
+  tree:
+    model: sklearn.tree:DecisionTreeRegressor
+    params: {random_state: 0}
+    search:
+      algorithm: random
+      num_samples: 3
+      space:
+        max_depth: {type: int, low: 1, high: 6}
+  broken:
+    model: user_models.py:always_fails
+    max_failures: 1
+    search:
+      num_samples: 2
+      space:
+        strength: {type: float, low: 0.0, high: 1.0}
+"""
+
+USER_MODELS = '''
+CALLS = []
+
+def always_fails(X, y, *, strength=0.5):
+    raise RuntimeError("this method cannot fit")
+'''
+
+
+@pytest.fixture(scope="module")
+def experiment(ray_runtime, tmp_path_factory):
+    from tests.conftest import DIABETES
+    import shutil
+
+    root = tmp_path_factory.mktemp("e2e")
+    (root / "data").mkdir()
+    shutil.copy(DIABETES, root / "data" / "diabetes.csv")
+    (root / "specs.yaml").write_text(textwrap.dedent(SPEC))
+    (root / "user_models.py").write_text(USER_MODELS)
+    loaded = load_spec(root / "specs.yaml")
+    frame = validate(loaded)
+    result = run_experiment(loaded, frame)
+    return root, loaded, frame, result
+
+
+def _runs(result, role):
+    client = MlflowClient(result.tracking_uri)
+    return client.search_runs([result.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = '{role}'", max_results=1000)
+
+
+def test_one_parent_run_per_model(experiment):
+    _, loaded, _, result = experiment
+    parents = _runs(result, "model")
+    assert sorted(r.data.tags[MODEL_TAG] for r in parents) == sorted(loaded.spec.models)
+    session_ids = {r.data.tags["mlflow.parentRunId"] for r in parents}
+    assert session_ids == {result.session_run_id}
+
+
+def test_child_runs_equal_trials_and_nest_under_their_model(experiment):
+    _, _, _, result = experiment
+    parents = {r.info.run_id: r.data.tags[MODEL_TAG] for r in _runs(result, "model")}
+    trials = _runs(result, "trial")
+    by_model = {}
+    for run in trials:
+        assert parents[run.data.tags["mlflow.parentRunId"]] == run.data.tags[MODEL_TAG]
+        by_model[run.data.tags[MODEL_TAG]] = by_model.get(run.data.tags[MODEL_TAG], 0) + 1
+    assert by_model == {row.model: row.trials for row in result.leaderboard}
+    assert by_model == {"ridge": 4, "tree": 3, "broken": 2}
+
+
+def test_leaderboard_best_equals_best_child_run(experiment):
+    _, _, _, result = experiment
+    trials = _runs(result, "trial")
+    for row in result.leaderboard:
+        if row.model == "broken":
+            continue
+        scores = [r.data.metrics["rmse"] for r in trials if r.data.tags[MODEL_TAG] == row.model]
+        assert row.score == pytest.approx(min(scores))
+        assert len(row.fold_scores) == 3
+        assert np.mean(row.fold_scores) == pytest.approx(row.score)
+    assert [r.score for r in result.leaderboard[:2]] == sorted(r.score for r in result.leaderboard[:2])
+
+
+def test_failing_trials_are_recorded_and_do_not_stop_the_others(experiment):
+    _, _, _, result = experiment
+    broken = next(r for r in result.leaderboard if r.model == "broken")
+    assert (broken.trials, broken.failed) == (2, 2)
+    assert np.isnan(broken.score) and result.leaderboard[-1].model == "broken"
+    statuses = [r.info.status for r in _runs(result, "trial") if r.data.tags[MODEL_TAG] == "broken"]
+    assert statuses == ["FAILED", "FAILED"]
+    assert all(r.failed == 0 for r in result.leaderboard if r.model != "broken")
+
+
+def test_champion_alias_loads_and_predicts_raw_rows(experiment):
+    _, loaded, frame, result = experiment
+    best = result.leaderboard[0]
+    client = MlflowClient(result.tracking_uri)
+    version = client.get_model_version_by_alias("e2e", "champion")
+    assert str(version.version) == result.champion_version
+    mlflow.set_tracking_uri(result.tracking_uri)
+    model = mlflow.pyfunc.load_model("models:/e2e@champion")
+    rows = frame.drop(columns=["progression"]).head(20)
+    predicted = model.predict(rows)
+    assert best.model in ("ridge", "tree")
+    if best.model == "ridge":
+        expected = Ridge(**best.params).fit(frame.drop(columns=["progression"]), frame["progression"]).predict(rows)
+        np.testing.assert_allclose(predicted, expected, rtol=1e-6)
+    assert len(predicted) == 20 and np.isfinite(predicted).all()
+
+
+def test_spec_and_leaderboard_logged_on_the_session_run(experiment):
+    _, _, _, result = experiment
+    client = MlflowClient(result.tracking_uri)
+    names = {a.path for a in client.list_artifacts(result.session_run_id)}
+    assert {"specs.yaml", "leaderboard.csv"} <= names
+    board = pd.read_csv(client.download_artifacts(result.session_run_id, "leaderboard.csv"))
+    assert list(board["model"]) == [r.model for r in result.leaderboard]
