@@ -6,7 +6,6 @@ all and raises one :class:`~raymlx.errors.SpecError` listing every problem.
 
 from __future__ import annotations
 
-import math
 from typing import Iterator
 
 import pandas as pd
@@ -18,11 +17,12 @@ from raymlx.metrics import BUILTIN_METRICS
 from raymlx.models.base import parameter_names
 from raymlx.pipeline import STEP_PACKAGE, expand_steps, make_step
 from raymlx.registry import UnresolvedReference, resolve, suggest
-from raymlx.spec import ChoiceParam, FloatParam, Spec
+from raymlx.space import continuous_params, grid_size
+from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
 
 __all__ = ["validate", "check_task", "check_pipelines", "check_references", "check_search",
-           "check_metric", "check_leakage", "check_data", "MODEL_PACKAGE", "grid_size"]
+           "check_metric", "check_leakage", "check_data", "MODEL_PACKAGE"]
 
 Found = Iterator[tuple[tuple, str]]
 MODEL_PACKAGE = "raymlx.models"
@@ -35,9 +35,9 @@ def check_task(spec: Spec) -> Found:
     if spec.task != "forecasting":
         return
     if spec.data.time_column is None:
-        yield ("data", "forecasting needs 'time_column'")
+        yield (("data",), "forecasting needs 'time_column'")
     if spec.validation.horizon is None:
-        yield ("validation", "forecasting needs 'horizon' (rows predicted after each cutoff)")
+        yield (("validation",), "forecasting needs 'horizon' (rows predicted after each cutoff)")
     if spec.strategy not in ("expanding_window", "sliding_window"):
         yield (("validation", "strategy"),
                f"forecasting needs expanding_window or sliding_window, but got '{spec.strategy}'")
@@ -52,8 +52,9 @@ def check_metric(spec: Spec, base_dir: str) -> Found:
             yield (("metric", "name"), f"metric '{metric.name}' does not fit task '{spec.task}'")
         return
     if ":" not in metric.name:
-        yield (("metric", "name"), f"unknown metric '{metric.name}'{suggest(metric.name, BUILTIN_METRICS)}; "
-                                   "or name your own as module:function")
+        hint = suggest(metric.name, BUILTIN_METRICS) or (
+            f" (built-ins: {', '.join(BUILTIN_METRICS)}); name your own as module:function")
+        yield (("metric", "name"), f"unknown metric '{metric.name}'{hint}")
         return
     try:
         resolve(metric.name, base_dir=base_dir)
@@ -69,11 +70,15 @@ def check_pipelines(spec: Spec) -> Found:
         if model.pipeline is not None and model.pipeline not in spec.pipelines:
             yield (("models", name, "pipeline"),
                    f"unknown pipeline '{model.pipeline}'{suggest(model.pipeline, spec.pipelines)}")
+    cycles = set()
     for name in spec.pipelines:
         try:
             expand_steps(name, spec.pipelines)
         except ValueError as exc:
-            yield (("pipelines", name), str(exc))
+            cycle = frozenset(str(exc).rpartition(": ")[2].split(" -> "))
+            if cycle not in cycles:  # one cycle, reported once, at the first pipeline in it
+                cycles.add(cycle)
+                yield (("pipelines", name), str(exc))
 
 
 def check_references(spec: Spec, base_dir: str) -> Found:
@@ -115,19 +120,6 @@ def check_leakage(spec: Spec, base_dir: str) -> Found:
                 yield (("pipelines", name, i, "params"), message)
 
 
-def grid_size(space: dict) -> float:
-    """Points in a grid over the space, ``inf`` when a parameter is continuous."""
-    size = 1.0
-    for param in space.values():
-        if isinstance(param, ChoiceParam):
-            size *= len(param.values)
-        elif param.step is None and isinstance(param, FloatParam):
-            return math.inf
-        else:
-            size *= math.floor((param.high - param.low) / (param.step or 1)) + 1
-    return size
-
-
 def check_search(spec: Spec, base_dir: str) -> Found:
     """Searched and fixed parameters exist on the model; a grid is finite."""
     for name, model in spec.models.items():
@@ -141,11 +133,17 @@ def check_search(spec: Spec, base_dir: str) -> Found:
                 if accepted is not None and key not in accepted:
                     where = ("models", name, *(("params",) if section == "params" else ("search", "space")), key)
                     yield (where, f"'{model.model}' has no parameter '{key}'{suggest(key, accepted)}")
-        size = grid_size(model.search.space)
-        if model.search.algorithm == "grid" and size > GRID_LIMIT:
-            yield (("models", name, "search", "space"),
-                   f"grid search needs choice values or int/float parameters with a step "
-                   f"(at most {GRID_LIMIT} points), but got {size:g}")
+        if model.search.algorithm == "grid":
+            yield from _check_grid(name, model.search.space)
+
+
+def _check_grid(name: str, space: dict) -> Found:
+    for param in continuous_params(space):
+        yield (("models", name, "search", "space", param),
+               f"grid search cannot enumerate float parameter '{param}': give it a step or use choice values")
+    size = grid_size(space)
+    if not continuous_params(space) and size > GRID_LIMIT:
+        yield (("models", name, "search", "space"), f"a grid of at most {GRID_LIMIT} points must hold, but got {size:g}")
 
 
 def check_data(spec: Spec, base_dir: str) -> tuple[list[tuple[tuple, str]], pd.DataFrame | None]:
@@ -187,5 +185,5 @@ def validate(loaded: LoadedSpec, *, read_data: bool = True) -> pd.DataFrame | No
         data_found, frame = check_data(spec, base)
         found += data_found
     if found:
-        raise SpecError([loaded.problem(p if isinstance(p, tuple) else (p,), m) for p, m in found])
+        raise SpecError([loaded.problem(p, m) for p, m in found])
     return frame

@@ -36,6 +36,11 @@ class Problem:
         return f"{where}{field}{self.message}"
 
 
+def _reading_order(problem: Problem) -> tuple:
+    """Top to bottom through the file; problems with no line (``--set``) last."""
+    return (problem.line is None, problem.line or 0, problem.column or 0)
+
+
 class RaymlxError(Exception):
     """Base class of every error raymlx raises on purpose."""
 
@@ -52,7 +57,7 @@ class SpecError(UserInputError):
     """One or more problems with a spec, reported together."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        self.problems = list(problems)
+        self.problems = sorted(problems, key=_reading_order)
         super().__init__("\n".join(str(p) for p in self.problems))
 
     def __reduce__(self):  # keeps the problems when crossing Ray processes

@@ -14,17 +14,23 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["UnresolvedReference", "resolve", "suggest"]
+__all__ = ["UnresolvedReference", "closest", "resolve", "suggest"]
 
 
 class UnresolvedReference(ValueError):
     """A reference that does not import; the message says why."""
 
 
+def closest(word: str, choices) -> str | None:
+    """The choice closest to a misspelt word, if any is close."""
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
 def suggest(word: str, choices) -> str:
     """Return "; did you mean 'x'?" for the closest choice, or an empty string."""
-    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"; did you mean '{match[0]}'?" if match else ""
+    match = closest(word, choices)
+    return f"; did you mean '{match}'?" if match else ""
 
 
 def _load_file_module(file: Path) -> Any:
@@ -56,6 +62,31 @@ def _attr(module: Any, attr: str, where: str) -> Any:
     return obj
 
 
+def _builtin(name: str, package: str) -> Any:
+    """A built-in short name: only what the package lists in ``__all__`` counts."""
+    module = importlib.import_module(package)
+    names = list(getattr(module, "__all__", []))
+    if name not in names:
+        kind = package.rpartition(".")[2].rstrip("s")
+        hint = suggest(name, names) or (f" (built-ins: {', '.join(names)}); "
+                                        "name your own as module:attr or file.py:attr")
+        raise UnresolvedReference(f"unknown built-in {kind} '{name}'{hint}")
+    return getattr(module, name)
+
+
+def _sibling_hint(module_part: str, missing: str | None) -> str:
+    """Suggest the full dotted name of a close sibling of a mistyped module."""
+    parent, _, leaf = module_part.rpartition(".")
+    if not parent or missing != module_part:
+        return ""
+    try:
+        siblings = [m.name for m in pkgutil.iter_modules(importlib.import_module(parent).__path__)]
+    except Exception:  # the parent is not a package we can list: no hint
+        return ""
+    match = closest(leaf, siblings)
+    return f"; did you mean '{parent}.{match}'?" if match else ""
+
+
 @lru_cache(maxsize=256)
 def resolve(reference: str, *, base_dir: str = ".", default_package: str | None = None) -> Any:
     """Import the object a reference names.
@@ -77,7 +108,7 @@ def resolve(reference: str, *, base_dir: str = ".", default_package: str | None 
     if not sep:
         if default_package is None or "." in reference:
             raise UnresolvedReference(f"'{reference}' is not a reference; write module:attr or file.py:attr")
-        return _attr(importlib.import_module(default_package), reference, default_package)
+        return _builtin(reference, default_package)
     if not module_part or not attr:
         raise UnresolvedReference(f"'{reference}' is not a reference; write module:attr or file.py:attr")
     if module_part.endswith(".py"):
@@ -92,15 +123,7 @@ def resolve(reference: str, *, base_dir: str = ".", default_package: str | None 
     try:
         module = importlib.import_module(module_part)
     except ModuleNotFoundError as exc:
-        parent = module_part.rpartition(".")[0]
-        hint = ""
-        if parent and exc.name == module_part:
-            try:
-                siblings = [m.name for m in pkgutil.iter_modules(importlib.import_module(parent).__path__)]
-                hint = suggest(module_part.rpartition(".")[2], siblings)
-            except Exception:  # the parent itself is missing: the plain message says so
-                hint = ""
-        raise UnresolvedReference(f"cannot import module '{module_part}' ({exc}){hint}") from exc
+        raise UnresolvedReference(f"no module named '{exc.name}'{_sibling_hint(module_part, exc.name)}") from exc
     except Exception as exc:
         raise UnresolvedReference(f"cannot import module '{module_part}': {type(exc).__name__}: {exc}") from exc
     return _attr(module, attr, module_part)

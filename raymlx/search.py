@@ -15,34 +15,10 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from raymlx.spec import ChoiceParam, FloatParam, SearchSpec
+from raymlx.space import distributions, grid_points
+from raymlx.spec import SearchSpec
 
-__all__ = ["distributions", "grid_points", "model_searcher", "ModelSearcher"]
-
-
-def distributions(space: dict) -> dict[str, optuna.distributions.BaseDistribution]:
-    """Optuna distributions for a spec's search space."""
-    result = {}
-    for name, p in space.items():
-        if isinstance(p, ChoiceParam):
-            result[name] = optuna.distributions.CategoricalDistribution(p.values)
-        elif isinstance(p, FloatParam):
-            result[name] = optuna.distributions.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
-        else:
-            result[name] = optuna.distributions.IntDistribution(p.low, p.high, log=p.log, step=p.step or 1)
-    return result
-
-
-def grid_points(space: dict) -> dict[str, list[Any]]:
-    """Every value of each parameter, for a grid search."""
-    points = {}
-    for name, p in space.items():
-        if isinstance(p, ChoiceParam):
-            points[name] = list(p.values)
-        else:
-            values = np.arange(p.low, p.high + (p.step or 1) / 2, p.step or 1)
-            points[name] = [v.item() for v in values]
-    return points
+__all__ = ["model_searcher", "ModelSearcher"]
 
 
 def _sampler(search: SearchSpec) -> optuna.samplers.BaseSampler:

@@ -126,7 +126,7 @@ def load_spec(path: str | Path, *, overrides: list[str] | None = None) -> Loaded
         spec = Spec.model_validate(data)
     except ValidationError as exc:
         problems = [_to_problem(e, data, str(path), positions, applied) for e in exc.errors()]
-        raise SpecError(sorted(problems, key=_reading_order)) from None
+        raise SpecError(problems) from None
     return LoadedSpec(spec, path, positions, applied)
 
 
@@ -135,11 +135,6 @@ def _not_a_mapping(data: Any) -> str:
         return "the spec is empty; it needs at least name, task, data and models"
     kind = "list" if isinstance(data, list) else "single value"
     return f"a spec must be a mapping of sections (name, task, data, models, ...), but got a {kind}"
-
-
-def _reading_order(problem: Problem) -> tuple:
-    """Top to bottom through the file; problems with no line (``--set``) last."""
-    return (problem.line is None, problem.line or 0, problem.column or 0)
 
 
 def _data_path(loc: tuple, data: Any) -> tuple:

@@ -45,8 +45,7 @@ CASES = [
         "metric_wrong_task.yaml:7:3: metric.name: metric 'rmse' does not fit task 'classification'"],
         id="metric-does-not-fit-task"),
     pytest.param("metric_unknown", [
-        "metric_unknown.yaml:7:3: metric.name: unknown metric 'rmes'; did you mean 'rmse'?; "
-        "or name your own as module:function"], id="unknown-metric"),
+        "metric_unknown.yaml:7:3: metric.name: unknown metric 'rmes'; did you mean 'rmse'?"], id="unknown-metric"),
     pytest.param("metric_custom_without_mode", [
         "metric_custom_without_mode.yaml:6:1: metric: a metric of your own needs 'mode: min' or 'mode: max'"],
         id="custom-metric-without-mode"),
@@ -55,13 +54,12 @@ CASES = [
         "unknown_pipeline.yaml:12:5: models.rf.pipeline: unknown pipeline 'prepp'; did you mean 'prep'?"],
         id="unknown-pipeline"),
     pytest.param("pipeline_cycle", [
-        "pipeline_cycle.yaml:7:3: pipelines.clean: pipelines refer to each other in a cycle: clean -> scale -> clean",
-        "pipeline_cycle.yaml:10:3: pipelines.scale: pipelines refer to each other in a cycle: scale -> clean -> scale"],
+        "pipeline_cycle.yaml:7:3: pipelines.clean: pipelines refer to each other in a cycle: clean -> scale -> clean"],
         id="pipeline-cycle"),
     # references
     pytest.param("model_bad_module", [
-        "model_bad_module.yaml:8:5: models.rf.model: cannot import module 'sklearn.ensembel' "
-        "(No module named 'sklearn.ensembel'); did you mean 'ensemble'?"], id="model-module-does-not-import"),
+        "model_bad_module.yaml:8:5: models.rf.model: no module named 'sklearn.ensembel'; "
+        "did you mean 'sklearn.ensemble'?"], id="model-module-does-not-import"),
     pytest.param("model_bad_attribute", [
         "model_bad_attribute.yaml:8:5: models.rf.model: 'sklearn.ensemble' has no attribute 'RandomForestRegresor'; "
         "did you mean 'RandomForestRegressor'?"], id="model-attribute-missing"),
@@ -78,7 +76,7 @@ CASES = [
         "step_bad_reference.yaml:9:7: pipelines.prep.1.step: '../../user_code.py' has no attribute 'add_on'; "
         "did you mean 'add_one'?"], id="step-does-not-import"),
     pytest.param("step_unknown_builtin", [
-        "step_unknown_builtin.yaml:8:7: pipelines.prep.0.step: 'raymlx.steps' has no attribute 'standard_scal'; "
+        "step_unknown_builtin.yaml:8:7: pipelines.prep.0.step: unknown built-in step 'standard_scal'; "
         "did you mean 'standard_scale'?"], id="unknown-built-in-step"),
     # search
     pytest.param("space_name_not_parameter", [
@@ -89,8 +87,8 @@ CASES = [
         "params_name_not_accepted.yaml:11:7: models.mine.params.ofset: '../../user_code.py:MeanRegressor' "
         "has no parameter 'ofset'; did you mean 'offset'?"], id="fixed-param-not-accepted"),
     pytest.param("grid_continuous_float", [
-        "grid_continuous_float.yaml:11:7: models.ridge.search.space: grid search needs choice values or "
-        "int/float parameters with a step (at most 10000 points), but got inf"], id="grid-over-continuous-float"),
+        "grid_continuous_float.yaml:12:9: models.ridge.search.space.alpha: grid search cannot enumerate float "
+        "parameter 'alpha': give it a step or use choice values"], id="grid-over-continuous-float"),
     # data
     pytest.param("data_file_missing", [
         "data_file_missing.yaml:4:3: data.uri: data file not found: <data>/no_such_file.csv"], id="data-file-missing"),

@@ -1,0 +1,97 @@
+"""The command line: exit codes, where output goes, and a real tune run on the shared Ray runtime."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from raymlx.cli import app
+from tests.conftest import ROOT
+
+runner = CliRunner()
+
+SMALL = """
+name: cli-small
+task: regression
+data: {uri: data/diabetes.csv, target: progression}
+validation: {folds: 3}
+models:
+  ridge:
+    model: sklearn.linear_model:Ridge
+    search:
+      num_samples: 3
+      space:
+        alpha: {type: float, low: 0.01, high: 10.0, log: true}
+  lasso:
+    model: sklearn.linear_model:Lasso
+    search:
+      num_samples: 2
+      space:
+        alpha: {type: float, low: 0.01, high: 10.0, log: true}
+"""
+
+
+@pytest.fixture
+def small_spec(project: Path) -> Path:
+    path = project / "specs.yaml"
+    path.write_text(textwrap.dedent(SMALL))
+    return path
+
+
+def test_validate_a_good_spec_exits_0(small_spec):
+    result = runner.invoke(app, ["validate", str(small_spec)])
+    assert result.exit_code == 0, result.output
+    assert "valid (2 models, 442 rows)" in result.stdout
+
+
+def test_validate_a_bad_spec_exits_2_with_one_compact_message(small_spec):
+    small_spec.write_text(small_spec.read_text().replace("num_samples: 3", "num_sample: 3"))
+    process = subprocess.run([sys.executable, "-m", "raymlx.cli", "validate", str(small_spec)],
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 2
+    assert process.stdout == ""
+    assert f"{small_spec}:10:7: models.ridge.search.num_sample: unknown field 'num_sample'; " \
+           "did you mean 'num_samples'?" in process.stderr
+    assert "Traceback" not in process.stderr
+
+
+def test_debug_shows_the_traceback(small_spec):
+    small_spec.write_text(small_spec.read_text().replace("Ridge", "Ridgee"))
+    result = runner.invoke(app, ["--debug", "validate", str(small_spec)])
+    assert result.exit_code != 0 and result.exception is not None
+    assert "did you mean 'Ridge'?" in str(result.exception)
+
+
+def test_set_override_reaches_validation(small_spec):
+    result = runner.invoke(app, ["validate", str(small_spec), "--set", "validation.folds=0"])
+    assert result.exit_code == 2
+    assert "--set validation.folds=0: validation.folds: must be at least 1, but got 0" in result.stderr
+
+
+def test_missing_spec_file_exits_2(tmp_path):
+    result = runner.invoke(app, ["validate", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "cannot read spec" in result.stderr
+
+
+def test_committed_schema_matches_the_spec_models():
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    committed = json.loads((ROOT / "specs" / "raymlx.schema.json").read_text())
+    assert json.loads(result.stdout) == committed, "run: raymlx schema -o specs/raymlx.schema.json"
+
+
+def test_tune_prints_leaderboard_to_stdout_and_registers(ray_runtime, small_spec):
+    result = runner.invoke(app, ["tune", str(small_spec), "--set", "models.lasso.search.num_samples=1"])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    ranked = [line for line in lines if "│ ridge" in line or "│ lasso" in line]
+    assert len(ranked) == 2
+    assert "champion:" in result.stdout and "models:/cli-small@champion (version 1)" in result.stdout
+    assert "1/1" in result.stderr  # the lasso budget came from --set, shown in the progress table
