@@ -272,10 +272,13 @@ class ClipOutliers:
 class DropIncompleteRows:
     """Drop the training rows that miss a value, such as the first rows of a lag feature.
 
-    Only rows the step was fitted on are ever dropped. The other rows are rows a
-    model must predict, one answer each: a fold's validation rows (for forecasting
-    their raw values are hidden, so they miss values by design while their lag
-    features are complete) and, after the final refit, new rows to forecast.
+    Only rows the step was fitted on (recognised by their index labels: time stamps,
+    for forecasting) are ever dropped. The other rows are rows a model must predict,
+    one answer each: a fold's validation rows (for forecasting their raw values are
+    hidden, so they miss values by design while their lag features are complete)
+    and, after the final refit, the new time stamps to forecast. Telling rows apart
+    by what they miss cannot work: a window row misses its raw values, a first row
+    its lags.
 
     Args:
         columns: Columns that must have a value; ``None`` means every column.

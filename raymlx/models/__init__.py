@@ -1,14 +1,12 @@
-"""Model protocol and the built-in model adapters (named by short name in a spec)."""
+"""The built-in model adapters, named by short name in a spec; the protocol lives in :mod:`raymlx.models.base`."""
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from raymlx.models.base import Model, TrainFunctionModel, build_model, parameter_names
-
-__all__ = ["Model", "TrainFunctionModel", "build_model", "parameter_names", "NaiveSeasonal", "Prophet",
-           "DartsModel", "ExponentialSmoothing", "Theta", "LinearRegressionModel"]
+# Exactly the short names a spec may use (`model: Prophet`).
+__all__ = ["NaiveSeasonal", "Prophet", "DartsModel", "ExponentialSmoothing", "Theta", "LinearRegressionModel"]
 
 # Adapters load on first use, so that importing raymlx.models (every worker does) stays fast;
 # their optional dependencies (prophet, darts) load later still, when a model is fitted.
@@ -29,4 +27,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_ADAPTERS})
+    return list(__all__)

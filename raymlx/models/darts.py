@@ -58,17 +58,18 @@ class DartsModel:
         self.params = params
 
     def _model_class(self) -> type:
-        import_optional("darts", needed_for="the Darts models")
         if not isinstance(self.model, str):
             return self.model
         return resolve(self.model if ":" in self.model else f"darts.models:{self.model}")
 
     def fit(self, X: pd.DataFrame, y: pd.Series) -> DartsModel:
-        darts = import_optional("darts", needed_for="the Darts models")
+        darts = import_optional("darts", extra="forecasting", needed_for="the Darts models")
         cls = self._model_class()
         series = regular_series(y)
         self.end_ = SeriesEnd(series)
         self.model_ = cls(**_coerce_enums(cls, self.params))
+        if getattr(series.index, "tz", None) is not None:
+            series = series.tz_convert(None)  # to UTC: Darts drops time zones with a warning; self.end_ counts steps
         with warnings.catch_warnings():
             # Deprecation notices Darts triggers inside statsmodels: nothing a user can act on.
             warnings.simplefilter("ignore", FutureWarning)

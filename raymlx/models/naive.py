@@ -10,14 +10,24 @@ __all__ = ["NaiveSeasonal", "SeriesEnd", "regular_series"]
 
 
 def _frequency(index: pd.DatetimeIndex) -> pd.DateOffset:
-    """The index's step: its own ``freq``, the inferred one, or the most common gap between rows."""
-    freq = index.freq or (pd.infer_freq(index) if len(index) >= 3 else None)
-    if freq is None:
-        gaps = index.to_series().diff().dropna()
-        if gaps.empty:
-            raise ValueError("cannot tell the series' frequency from fewer than two time stamps")
-        return pd.tseries.frequencies.to_offset(gaps.mode().iloc[0])
-    return pd.tseries.frequencies.to_offset(freq)
+    """The index's time step: its own ``freq``, or one inferred from the whole index or from three
+    consecutive time stamps (a pipeline may have dropped rows) that every time stamp lies on.
+
+    Raises:
+        ValueError: When no such step is found.
+    """
+    if index.freq is not None:
+        return index.freq
+    tried = set()
+    for part in (index, *(index[i:i + 3] for i in range(len(index) - 2))):
+        freq = pd.infer_freq(part) if len(part) >= 3 else None
+        if freq is None or freq in tried:
+            continue
+        tried.add(freq)
+        if (pd.date_range(index[0], index[-1], freq=freq).get_indexer(index) >= 0).all():
+            return pd.tseries.frequencies.to_offset(freq)
+    raise ValueError(f"cannot tell the time step of the target's {len(index)} time stamps from {index[0]} to "
+                     f"{index[-1]}: forecasting needs a sorted, evenly spaced time index")
 
 
 def regular_series(y: pd.Series) -> pd.Series:

@@ -79,7 +79,7 @@ class Prophet:
 
     def fit(self, X: pd.DataFrame, y: pd.Series) -> Prophet:
         with _quiet():
-            prophet = import_optional("prophet", needed_for="the Prophet model")
+            prophet = import_optional("prophet", extra="forecasting", needed_for="the Prophet model")
             model = prophet.Prophet(
                 changepoint_prior_scale=self.changepoint_prior_scale,
                 seasonality_prior_scale=self.seasonality_prior_scale,
