@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import mlflow.pyfunc
 
-from raymlx.pipeline import Pipeline
+from raymlx.pipeline import Pipeline, complete_rows, known_columns
 
 __all__ = ["FittedPredictor", "ChampionModel", "fit_predictor"]
 
@@ -31,18 +31,31 @@ class FittedPredictor:
     time_column: str | None = None
     history: pd.DataFrame | None = None
     pipeline_unfitted: Pipeline | None = None
+    feature_columns: list[str] | None = None
+    max_horizon: int | None = None
 
     def features(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """Features of raw input rows (for forecasting: rows holding the times to forecast)."""
-        if self.history is None:
-            return self.pipeline.transform(rows[self.input_columns]).drop(columns=[self.target], errors="ignore")
-        return self._future_features(self.history, pd.DatetimeIndex(pd.to_datetime(rows[self.time_column])))
+        """Features of raw input rows (for forecasting: rows holding the times to forecast).
+
+        Raises:
+            ValueError: When the pipeline dropped input rows.
+        """
+        if self.history is not None:
+            return self._future_features(self.history, pd.DatetimeIndex(pd.to_datetime(rows[self.time_column])))
+        # Fresh labels: steps that remember their training rows by label must not mistake these for them.
+        relabelled = rows[self.input_columns].set_axis(pd.RangeIndex(-len(rows), 0))
+        features = self.pipeline.transform(relabelled).drop(columns=[self.target], errors="ignore")
+        if len(features) != len(rows):
+            raise ValueError(f"the pipeline dropped {len(rows) - len(features)} of {len(rows)} input rows")
+        return features.set_axis(rows.index)
 
     def _future_features(self, history: pd.DataFrame, times: pd.DatetimeIndex) -> pd.DataFrame:
         times = times.rename(history.index.name)
         future = pd.DataFrame(np.nan, index=times, columns=history.columns)
         frame = self.pipeline.transform(pd.concat([history, future]))
-        return frame.loc[times].drop(columns=[self.target], errors="ignore")
+        if not times.isin(frame.index).all():
+            raise ValueError("the pipeline dropped rows to forecast; steps may drop training rows only")
+        return frame.loc[times, self.feature_columns]
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.model.predict(self.features(rows)))
@@ -64,29 +77,45 @@ class FittedPredictor:
 
         Returns:
             Forecasts indexed by their times.
+
+        Raises:
+            ValueError: For a horizon beyond the one the champion was validated on.
         """
         if self.history is None:
             raise TypeError("this champion was not trained for forecasting")
+        if not 1 <= horizon <= self.max_horizon:
+            raise ValueError(f"horizon must be between 1 and {self.max_horizon} (the horizon it was "
+                             f"validated on), but got {horizon}")
         history = self.history if history is None else history.sort_index()
         times = pd.date_range(history.index[-1], periods=horizon + 1, freq=self.frequency)[1:]
         predictor = self
         if history is not self.history and getattr(self.model, "refit_on_history", False):
             predictor = fit_predictor(history, self.pipeline_unfitted or self.pipeline, copy.deepcopy(self.model),
                                       target=self.target, input_columns=self.input_columns,
-                                      forecasting=True, time_column=self.time_column)
+                                      forecasting=True, time_column=self.time_column, horizon=self.max_horizon)
         values = predictor.model.predict(predictor._future_features(history, times))
         return pd.Series(np.asarray(values, dtype=float), index=times, name=self.target)
 
 
-def fit_predictor(frame: pd.DataFrame, pipeline: Pipeline, model: Any, *, target: str,
-                  input_columns: list[str], forecasting: bool, time_column: str | None) -> FittedPredictor:
-    """Fit the pipeline and model on every row (the champion's refit)."""
+def fit_predictor(frame: pd.DataFrame, pipeline: Pipeline, model: Any, *, target: str, input_columns: list[str],
+                  forecasting: bool, time_column: str | None, horizon: int = 1) -> FittedPredictor:
+    """Fit the pipeline and model on every row (the champion's refit).
+
+    For forecasting, the features are those known ``horizon`` steps past the data's
+    end, as in every fold.
+    """
     fitted = pipeline.fit(frame)
     features = fitted.transform(frame).drop(columns=[target], errors="ignore")
-    model.fit(features, frame[target].loc[features.index])
     if not forecasting:
+        model.fit(features, frame[target].loc[features.index])
         return FittedPredictor(fitted, model, target, input_columns)
-    return FittedPredictor(fitted, model, target, input_columns, time_column, frame, pipeline)
+    predictor = FittedPredictor(fitted, model, target, input_columns, time_column, frame, pipeline,
+                                feature_columns=list(features.columns), max_horizon=horizon)
+    future = pd.date_range(frame.index[-1], periods=horizon + 1, freq=predictor.frequency)[1:]
+    predictor.feature_columns = known_columns(predictor._future_features(frame, future))
+    features = complete_rows(features[predictor.feature_columns])
+    model.fit(features, frame[target].loc[features.index])
+    return predictor
 
 
 class ChampionModel(mlflow.pyfunc.PythonModel):

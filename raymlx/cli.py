@@ -46,6 +46,7 @@ def _configure_logging(verbose: bool) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         for name in ("ray", "mlflow", "alembic", "optuna", "cmdstanpy", "prophet"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # failed trials are summarised by us
 
 
 def _run(action: Callable[[], None]) -> None:
@@ -135,6 +136,10 @@ def _print_result(result, spec) -> None:
         table.add_row(str(rank), row.model, f"{_fmt(row.score)} ± {_fmt(row.score_std)}", params or "-",
                       str(row.trials), str(row.failed), f"{row.wall_time_s:.1f}")
     out.print(table)
+    for row in result.leaderboard:
+        if row.failed:
+            out.print(f"{row.model}: {row.failed} of {row.trials} trials failed; last: {row.last_error}",
+                      highlight=False, soft_wrap=True)
     if result.champion_uri:
         out.print(f"champion: {result.champion} registered as {result.champion_uri} "
                   f"(version {result.champion_version}) in {result.tracking_uri}", highlight=False, soft_wrap=True)

@@ -11,7 +11,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, tra
 from raymlx.errors import DataError
 from raymlx.spec import Spec
 
-__all__ = ["Fold", "make_folds"]
+__all__ = ["Fold", "make_folds", "fold_plan"]
 
 
 @dataclass(frozen=True)
@@ -59,3 +59,15 @@ def make_folds(frame: pd.DataFrame, spec: Spec) -> list[Fold]:
         return [Fold(i, tr, va) for i, (tr, va) in enumerate(splitter.split(frame, y))]
     except ValueError as exc:  # e.g. a class with fewer members than folds
         raise DataError(f"cannot make {v.folds} folds: {exc}") from None
+
+
+def fold_plan(frame: pd.DataFrame, folds: list[Fold]) -> list[dict]:
+    """The folds as plain data (logged with every experiment): sizes and, for time-ordered data, the windows."""
+    plan = []
+    for fold in folds:
+        entry = {"fold": fold.index, "train_rows": len(fold.train), "valid_rows": len(fold.valid)}
+        if fold.cutoff is not None:
+            entry.update(cutoff=str(fold.cutoff), valid_start=str(frame.index[fold.valid[0]]),
+                         valid_end=str(frame.index[fold.valid[-1]]))
+        plan.append(entry)
+    return plan

@@ -22,7 +22,7 @@ import pandas as pd
 
 from raymlx.registry import resolve
 
-__all__ = ["Pipeline", "FunctionStep", "FoldData", "build_pipeline", "expand_steps", "fold_features", "make_step", "STEP_PACKAGE"]
+__all__ = ["Pipeline", "FunctionStep", "FoldData", "build_pipeline", "expand_steps", "fold_features", "complete_rows", "known_columns", "make_step", "STEP_PACKAGE"]
 
 STEP_PACKAGE = "raymlx.steps"
 
@@ -50,10 +50,11 @@ class Pipeline:
     def fit(self, frame: pd.DataFrame) -> Pipeline:
         """Fit each step on the output of the ones before it; returns a fitted copy."""
         fitted = []
-        for step in self.steps:
+        for position, step in enumerate(self.steps):
             step = copy.deepcopy(step)
             step.fit(frame)
-            frame = step.transform(frame)
+            if position < len(self.steps) - 1:  # the next step learns from this one's output
+                frame = step.transform(frame)
             fitted.append(step)
         return Pipeline(fitted)
 
@@ -114,7 +115,10 @@ def fold_features(frame: pd.DataFrame, fold: Any, pipeline: Pipeline, *, target:
     The pipeline sees the training rows followed by the validation rows. For
     forecasting, every value of the validation rows is hidden (NaN) first: their
     features can only come from what was known at the cutoff, so no step can leak
-    the future. Targets are always the raw values, whatever the steps did.
+    the future, a column with no value in the window (a raw reading that is
+    only known later) is left out of both parts, and training rows without every
+    feature (the warm-up before the longest lag) are left out of training. Targets are always the raw
+    values, whatever the steps did.
 
     Raises:
         ValueError: When the pipeline removed validation rows.
@@ -131,5 +135,18 @@ def fold_features(frame: pd.DataFrame, fold: Any, pipeline: Pipeline, *, target:
     if len(X_valid) != len(valid_rows):
         raise ValueError(f"the pipeline removed {len(valid_rows) - len(X_valid)} of the "
                          f"{len(valid_rows)} validation rows of fold {fold.index}; steps may drop training rows only")
+    if forecasting:
+        known = known_columns(X_valid)
+        X_train, X_valid = complete_rows(X_train[known]), X_valid[known]
     y = frame[target]
     return FoldData(X_train, y.loc[X_train.index], X_valid, y.loc[X_valid.index])
+
+
+def complete_rows(X: pd.DataFrame) -> pd.DataFrame:
+    """Training rows with every feature: drops the warm-up rows before the longest lag or window."""
+    return X.loc[X.notna().all(axis=1)]
+
+
+def known_columns(window: pd.DataFrame) -> list[str]:
+    """Feature columns with at least one value in a forecast window (the rest are unknown at the cutoff)."""
+    return list(window.columns[window.notna().any()])

@@ -9,7 +9,7 @@ from typing import Callable
 
 from ray.tune import Callback
 
-__all__ = ["ModelProgress", "ProgressCallback"]
+__all__ = ["ModelProgress", "ProgressCallback", "error_summary"]
 
 
 @dataclass
@@ -24,12 +24,23 @@ class ModelProgress:
     best: float = math.nan
     started_at: float | None = None
     ended_at: float | None = None
+    last_error: str | None = None
 
     @property
     def wall_time_s(self) -> float:
         if self.started_at is None:
             return 0.0
         return (self.ended_at or time.time()) - self.started_at
+
+
+def error_summary(trial) -> str:
+    """The last line of a failed trial's traceback, e.g. ``ValueError: Can only dampen the trend component``."""
+    try:
+        text = str(trial.get_error() or "")
+    except Exception:  # the error file may be gone; the count still says it failed
+        text = ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"
 
 
 class ProgressCallback(Callback):
@@ -59,7 +70,9 @@ class ProgressCallback(Callback):
         self._changed()
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._finish(trial).failed += 1
+        progress = self._finish(trial)
+        progress.failed += 1
+        progress.last_error = error_summary(trial)
         self._changed()
 
     def _finish(self, trial) -> ModelProgress:

@@ -15,7 +15,7 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from raymlx.space import distributions, grid_points
+from raymlx.space import decode, distributions, grid_points
 from raymlx.spec import SearchSpec
 
 __all__ = ["model_searcher", "ModelSearcher"]
@@ -40,7 +40,19 @@ def model_searcher(search: SearchSpec, *, metric: str, mode: str) -> tuple[Searc
         space = distributions(search.space)
     if not space:
         return None, 1  # nothing to search: one trial scores the fixed parameters
-    return OptunaSearch(space=space, metric=metric, mode=mode, sampler=_sampler(search)), budget
+    return _Decoding(search.space, space=space, metric=metric, mode=mode, sampler=_sampler(search)), budget
+
+
+class _Decoding(OptunaSearch):
+    """OptunaSearch that hands out the spec's own values for choices Optuna holds by position."""
+
+    def __init__(self, spec_space: dict, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._spec_space = spec_space
+
+    def suggest(self, trial_id: str):
+        params = super().suggest(trial_id)
+        return decode(self._spec_space, params) if isinstance(params, dict) else params
 
 
 class ModelSearcher(Searcher):

@@ -33,10 +33,11 @@ class LeaderboardRow:
     failed: int
     wall_time_s: float
     fold_scores: list[float] = field(default_factory=list)
+    last_error: str | None = None
 
 
-def build_leaderboard(results, *, models: list[str], metric: str, mode: str,
-                      wall_times: dict[str, float]) -> list[LeaderboardRow]:
+def build_leaderboard(results, *, models: list[str], metric: str, mode: str, wall_times: dict[str, float],
+                      errors: dict[str, str | None] | None = None) -> list[LeaderboardRow]:
     """One row per model, best first; a model whose trials all failed comes last with a NaN score."""
     rows = []
     for name in models:
@@ -51,6 +52,7 @@ def build_leaderboard(results, *, models: list[str], metric: str, mode: str,
             trials=len(mine), failed=len(mine) - len(scored),
             wall_time_s=wall_times.get(name, math.nan),
             fold_scores=[v for k, v in sorted(best.metrics.items()) if k.startswith(f"{metric}_fold")] if best else [],
+            last_error=(errors or {}).get(name),
         ))
     sign = 1 if mode == "min" else -1
     return sorted(rows, key=lambda r: (math.isnan(r.score), sign * r.score if not math.isnan(r.score) else 0))
@@ -58,7 +60,7 @@ def build_leaderboard(results, *, models: list[str], metric: str, mode: str,
 
 def leaderboard_frame(rows: list[LeaderboardRow]) -> pd.DataFrame:
     """The leaderboard as a table (for logging and printing)."""
-    return pd.DataFrame([asdict(r) for r in rows]).drop(columns=["fold_scores"])
+    return pd.DataFrame([asdict(r) for r in rows]).drop(columns=["fold_scores", "last_error"])
 
 
 def _requirements(extra_modules: list[str]) -> list[str]:

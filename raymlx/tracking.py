@@ -9,12 +9,15 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
+from raymlx.progress import error_summary
+
 __all__ = ["resolve_tracking_uri", "ensure_experiment", "start_runs", "TrialRunCallback",
-           "ROLE_TAG", "MODEL_TAG", "SESSION_TAG"]
+           "ROLE_TAG", "MODEL_TAG", "SESSION_TAG", "ERROR_TAG"]
 
 ROLE_TAG = "raymlx.role"        # session | model | trial
 MODEL_TAG = "raymlx.model"      # the spec's model name
 SESSION_TAG = "raymlx.session"  # run id of the session run of one `raymlx tune`
+ERROR_TAG = "raymlx.error"      # why a failed trial failed (last line of its traceback)
 
 
 def resolve_tracking_uri(uri: str, base_dir: str | Path) -> str:
@@ -69,3 +72,8 @@ class TrialRunCallback(MLflowLoggerCallback):
         self.tags = {ROLE_TAG: "trial", MODEL_TAG: model, SESSION_TAG: self.session_id,
                      "mlflow.parentRunId": self.parent_runs[model]}
         super().log_trial_start(trial)
+
+    def log_trial_end(self, trial, failed: bool = False) -> None:
+        if failed:
+            MlflowClient(self.tracking_uri).set_tag(self._trial_runs[trial], ERROR_TAG, error_summary(trial))
+        super().log_trial_end(trial, failed=failed)

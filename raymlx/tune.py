@@ -17,7 +17,7 @@ from ray import tune
 from raymlx.champion import fit_predictor
 from raymlx.checks import MODEL_PACKAGE
 from raymlx.errors import RaymlxError
-from raymlx.folds import make_folds
+from raymlx.folds import Fold, fold_plan, make_folds
 from raymlx.metrics import get_metric
 from raymlx.models.base import build_model
 from raymlx.pipeline import build_pipeline, fold_features
@@ -71,9 +71,9 @@ def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str,
     return True
 
 
-def compute_fold_features(spec: Spec, frame: pd.DataFrame, *, base_dir: str) -> dict[str | None, list]:
+def compute_fold_features(spec: Spec, frame: pd.DataFrame, folds: list[Fold], *,
+                          base_dir: str) -> dict[str | None, list]:
     """Each pipeline's features on each fold, computed once for every trial of every model that uses it."""
-    folds = make_folds(frame, spec)
     result = {}
     for name in dict.fromkeys(m.pipeline for m in spec.models.values()):
         pipeline = build_pipeline(name, spec.pipelines, base_dir=base_dir)
@@ -115,17 +115,20 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
     """
     spec, base_dir = loaded.spec, loaded.base_dir
     metric = get_metric(spec.metric_spec.name, spec.metric_spec.mode, base_dir=base_dir)
-    features = compute_fold_features(spec, frame, base_dir=base_dir)
+    folds = make_folds(frame, spec)
+    features = compute_fold_features(spec, frame, folds, base_dir=base_dir)
     tracking_uri = resolve_tracking_uri(spec.tracking.uri, base_dir)
     experiment_id = ensure_experiment(spec.experiment_name, tracking_uri=tracking_uri, base_dir=base_dir)
     client = MlflowClient(tracking_uri)
     session_id, parents = start_runs(client, experiment_id, name=spec.name, models=list(spec.models))
     client.log_artifact(session_id, str(loaded.path))
+    client.log_dict(session_id, fold_plan(frame, folds), "folds.json")
     started_ray = init_ray(spec.runtime, address=address, base_dir=base_dir, verbose=verbose)
     try:
         progress = _tune(spec, features, metric, base_dir, tracking_uri, session_id, parents, on_progress)
         board = build_leaderboard(progress.results, models=list(spec.models), metric=metric.name,
-                                  mode=metric.mode, wall_times={n: p.wall_time_s for n, p in progress.models.items()})
+                                  mode=metric.mode, wall_times={n: p.wall_time_s for n, p in progress.models.items()},
+                                  errors={n: p.last_error for n, p in progress.models.items()})
     except BaseException:
         _end_runs(client, [session_id, *parents.values()], status="FAILED")
         raise
@@ -194,7 +197,8 @@ def _register_champion(loaded: LoadedSpec, frame: pd.DataFrame, best: Leaderboar
     forecasting = spec.task == "forecasting"
     inputs = [spec.data.time_column] if forecasting else [c for c in frame.columns if c != spec.data.target]
     predictor = fit_predictor(frame, pipeline, model, target=spec.data.target, input_columns=inputs,
-                              forecasting=forecasting, time_column=spec.data.time_column)
+                              forecasting=forecasting, time_column=spec.data.time_column,
+                              horizon=spec.validation.horizon or 1)
     sample = _sample_input(frame, spec, inputs)
     metadata = {"model": best.model, "metric": metric.name, "score": best.score, "task": spec.task,
                 "target": spec.data.target, "params": best.params}

@@ -32,6 +32,13 @@ def validate_error(path: Path, overrides: list[str] | None = None) -> SpecError:
 
 
 CASES = [
+    # leakage
+    pytest.param("forecasting_leaking_lag", [
+        "forecasting_leaking_lag.yaml:14:7: pipelines.lagged.0.params: lag 1 is shorter than the horizon 4: "
+        "the feature would use values not yet known at the forecast cutoff; use lags >= 4",
+        "forecasting_leaking_lag.yaml:16:7: pipelines.lagged.1.params: shift 2 is shorter than the horizon 4: "
+        "the feature would use values not yet known at the forecast cutoff; use shift >= 4"],
+        id="lag-shorter-than-horizon-leaks"),
     # task
     pytest.param("forecasting_without_time_and_horizon", [
         "forecasting_without_time_and_horizon.yaml:3:1: data: forecasting needs 'time_column'",

@@ -53,6 +53,8 @@ class DartsModel:
             the class expects one (``trend: additive``).
     """
 
+    refit_on_history = True  # it keeps its own state of the series: a new history means a new fit
+
     def __init__(self, model: str | type, **params: Any) -> None:
         self.model = model
         self.params = params

@@ -76,6 +76,8 @@ class NaiveSeasonal:
         season_length: Rows in a season (7 for daily data with a weekly cycle).
     """
 
+    refit_on_history = True  # it keeps its own state of the series: a new history means a new fit
+
     def __init__(self, season_length: int = 7) -> None:
         if season_length < 1:
             raise ValueError(f"season_length must be at least 1, but got {season_length}")

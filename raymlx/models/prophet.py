@@ -51,6 +51,8 @@ class Prophet:
             calendar features.
     """
 
+    refit_on_history = True  # it keeps its own state of the series: a new history means a new fit
+
     def __init__(self, changepoint_prior_scale: float = 0.05, seasonality_prior_scale: float = 10.0,
                  seasonality_mode: Literal["additive", "multiplicative"] = "additive",
                  yearly_seasonality: bool | int | Literal["auto"] = "auto",

@@ -1,0 +1,249 @@
+"""The HTTP interface of a served model: a FastAPI app whose request models come from its signature.
+
+``POST /predict``, ``POST /forecast`` (forecasting champions), ``GET /health``,
+``GET /metadata`` and OpenAPI docs at ``/docs``. Client mistakes are answered
+with a 4xx whose ``error`` says what is wrong; only a fault of the server is a 5xx.
+The app does not import Ray: :mod:`raymlx.serve.deployment` runs it in Ray Serve.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from raymlx.serve.model import ServedModel, to_json_values
+from raymlx.serve.schema import Column, forecast_models, predict_models
+
+__all__ = ["Limits", "Answer", "ModelInputError", "build_app", "records_frame", "BodyLimit"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for."""
+
+    max_body_bytes: int = 1 << 20
+    max_records: int = 10_000
+    max_horizon: int = 366
+
+
+@dataclass
+class Answer:
+    """Predictions for one request, from one model version."""
+
+    predictions: list
+    probabilities: list[dict[str, float]] | None
+    version: str | None
+
+
+class ModelInputError(ValueError):
+    """The model refused rows that passed the schema (a 422 for the client)."""
+
+
+Predict = Callable[[ServedModel, pd.DataFrame], Awaitable[Answer]]
+
+_DTYPES = {"double": "float64", "float": "float64", "long": "int64", "integer": "int64", "boolean": "bool"}
+
+
+def records_frame(records: list, columns: list[Column]) -> pd.DataFrame:
+    """Validated records as a frame with the signature's column order and types."""
+    rows = [r.__dict__ for r in records]
+    names = [c.name for c in columns]
+    if all(_DTYPES.get(c.type) == "float64" for c in columns):  # the common case, one block: 10x faster
+        matrix = np.array([[row[n] for n in names] for row in rows], dtype=float)
+        return pd.DataFrame(matrix, columns=names)
+    data = {}
+    for column in columns:
+        values = [row[column.name] for row in rows]
+        dtype = _DTYPES.get(column.type)
+        if dtype == "int64" and None in values:
+            dtype = "float64"
+        if column.type == "datetime":
+            data[column.name] = pd.to_datetime(values)
+        elif dtype == "float64":
+            data[column.name] = np.array([np.nan if v is None else v for v in values], dtype=float)
+        else:
+            data[column.name] = np.array(values, dtype=dtype or object)
+    return pd.DataFrame(data, columns=names)
+
+
+def answer(model: ServedModel, frame: pd.DataFrame) -> Answer:
+    """Predict ``frame`` (and class probabilities when the model has them).
+
+    Raises:
+        ModelInputError: When the model raises a ``ValueError``/``TypeError``/``KeyError`` on these rows.
+    """
+    try:
+        predictions = to_json_values(model.predict(frame))
+        classes = model.classes
+        probabilities = None
+        if classes:
+            proba = model.predict_proba(frame)
+            labels = [str(c) for c in classes]
+            probabilities = [dict(zip(labels, map(float, row))) for row in proba]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelInputError(f"the model cannot predict these rows: {type(exc).__name__}: {exc}") from exc
+    return Answer(predictions, probabilities, model.ref.version)
+
+
+def _error(status: int, message: str, detail: Any = None) -> JSONResponse:
+    body = {"error": message}
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status)
+
+
+def _describe(errors: list[dict]) -> str:
+    """One line per pydantic error: ``records.0.bmi: Input should be a valid number (got 'abc')``."""
+    lines = []
+    for e in errors[:5]:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        got = f" (got {json.dumps(e['input'], default=str)[:60]})" if "input" in e and e["type"] != "missing" else ""
+        lines.append(f"{where or 'body'}: {e.get('msg', 'invalid')}{got}")
+    more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
+    return "; ".join(lines) + more
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = list(exc.errors())
+    if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in errors):
+        return _error(422, "empty body: send a JSON object (see /docs for the schema)")
+    detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors[:20]]
+    return _error(422, _describe(errors), detail)
+
+
+def build_app(get_model: Callable[[], ServedModel], predict: Predict, *, limits: Limits) -> FastAPI:
+    """The FastAPI app of the model that ``get_model()`` returns now (its schemas are fixed here).
+
+    Args:
+        get_model: The current model (a reload may replace it between requests).
+        predict: Answers a validated frame (the Serve deployment batches here).
+        limits: Size limits of a request.
+    """
+    model = get_model()
+    meta = model.metadata
+    title = meta.get("registered_model") or "model"
+    app = FastAPI(title=f"raymlx: {title}", version=str(meta.get("version") or ""),
+                  description=f"Predictions of {model.ref.pinned_uri} ({meta.get('task') or 'pyfunc'}).")
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    _add_info_routes(app, get_model)
+    _add_predict_route(app, model, predict, limits)
+    if model.can_forecast:
+        _add_forecast_route(app, model, limits)
+    return app
+
+
+def _add_info_routes(app: FastAPI, get_model: Callable[[], ServedModel]) -> None:
+    @app.get("/health", summary="Liveness and the version being served")
+    async def health() -> dict:
+        return {"status": "ok", "version": get_model().ref.version}
+
+    @app.get("/metadata", summary="Registered name, version, run, score and expected inputs")
+    async def metadata() -> dict:
+        return get_model().metadata
+
+
+def _annotate(route: Callable, request_model: type) -> None:
+    """Give a route its request model as a real annotation (these models exist only at run time)."""
+    route.__annotations__ = {"body": request_model, "return": Response}
+
+
+def _add_predict_route(app: FastAPI, model: ServedModel, predict: Predict, limits: Limits) -> None:
+    request_model, response_model = predict_models(model.columns, max_records=limits.max_records,
+                                                   classes=model.classes)
+    columns = model.columns
+
+    async def predict_route(body) -> Response:
+        frame = records_frame(body.records, columns)
+        try:
+            result = await predict(model, frame)
+        except ModelInputError as exc:
+            return _error(422, str(exc))
+        payload = {"predictions": result.predictions, "model_version": result.version}
+        if result.probabilities is not None:
+            payload["probabilities"] = result.probabilities
+        return Response(json.dumps(payload), media_type="application/json")
+
+    _annotate(predict_route, request_model)
+    app.post("/predict", response_model=response_model, summary="Predict rows",
+             responses={422: {"description": "The rows do not fit the model's inputs"}})(predict_route)
+
+
+def _add_forecast_route(app: FastAPI, model: ServedModel, limits: Limits) -> None:
+    predictor = model.predictor
+    time_column, target = predictor.time_column, predictor.target
+    history_columns = [c for c in model.history_columns() if c.name != time_column]
+    covariates = [c for c in history_columns if c.name != target]
+    request_model, response_model = forecast_models(history_columns, covariates, time_column=time_column,
+                                                    target=target, max_horizon=limits.max_horizon,
+                                                    max_records=limits.max_records)
+
+    async def forecast_route(body) -> Response:
+        try:
+            history = _indexed(body.history, [Column(time_column, "datetime"), *history_columns], time_column)
+            future = _indexed(body.future, [Column(time_column, "datetime"), *covariates], time_column)
+            series = model.forecast(body.horizon, history=history, future=future)
+        except (ValueError, TypeError, KeyError) as exc:
+            return _error(422, f"cannot forecast from this request: {type(exc).__name__}: {exc}")
+        points = [{time_column: t.isoformat(), target: v} for t, v in zip(series.index, to_json_values(series.values))]
+        return Response(json.dumps({"forecast": points, "model_version": model.ref.version}),
+                        media_type="application/json")
+
+    _annotate(forecast_route, request_model)
+    app.post("/forecast", response_model=response_model, summary="Forecast the next steps",
+             responses={422: {"description": "The horizon or rows do not fit the model"}})(forecast_route)
+
+
+def _indexed(records: list | None, columns: list[Column], time_column: str) -> pd.DataFrame | None:
+    if not records:
+        return None
+    frame = records_frame(records, columns).set_index(time_column)
+    if frame.index.has_duplicates:
+        raise ValueError(f"time {frame.index[frame.index.duplicated()][0]} appears twice")
+    return frame.sort_index()
+
+
+class BodyLimit:
+    """ASGI middleware: answers 413 to a body over ``max_bytes`` before the app reads it whole."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._too_large(scope, receive, send)
+        seen = 0
+
+        async def counting_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _TooLarge:
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope, receive, send) -> None:
+        response = _error(413, f"request body over the limit of {self.max_bytes} bytes")
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass

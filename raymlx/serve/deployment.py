@@ -1,0 +1,172 @@
+"""The Ray Serve application: one autoscaled deployment whose replicas each hold the model and its HTTP app.
+
+A replica loads the model in ``reconfigure`` (Serve's ``user_config``), so a
+reload that names a new version is a lightweight update: every replica loads the
+new version beside the old one, then swaps model and HTTP app in one assignment.
+Requests already running finish on the old model; none is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+from ray import serve
+
+from raymlx.serve.app import Answer, BodyLimit, Limits, ModelInputError, answer, build_app
+from raymlx.serve.model import ModelRef, ServedModel
+from raymlx.spec import ServeSpec
+
+__all__ = ["APP_NAME", "ChampionServer", "serve_options", "champion_application"]
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "raymlx"
+
+# Autoscaling that reacts in seconds on a small machine (Serve's defaults wait 30 s to add a replica).
+FAST_AUTOSCALING = {"upscale_delay_s": 2.0, "downscale_delay_s": 20.0, "look_back_period_s": 3.0,
+                    "metrics_interval_s": 0.5}
+
+
+class _SwappableApp:
+    """The ASGI app of the replica: the body limit, then whichever model app is current.
+
+    It counts the HTTP requests in flight, so that a batch stops waiting once it
+    holds every request this replica has (see :func:`_batch_size`).
+    """
+
+    def __init__(self, max_body_bytes: int, max_batch_size: int) -> None:
+        self.current: Any = None
+        self.in_flight = 0
+        self.max_batch_size = max_batch_size
+        self._guarded = BodyLimit(self._dispatch, max_body_bytes)
+
+    async def _dispatch(self, scope, receive, send) -> None:
+        await self.current(scope, receive, send)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            return  # the model apps have no startup work; Serve runs the replica's own
+        self.in_flight += 1
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+def _batch_size(items: list) -> int:
+    """Requests in a batch, or "full" once it holds every request in flight in the replica:
+    waiting longer could only delay them (a lone request is answered at once)."""
+    app = items[0][2]
+    return app.max_batch_size if len(items) >= app.in_flight else len(items)
+
+
+@serve.ingress()
+class ChampionServer:
+    """A replica: the model, its FastAPI app, and batching of ``/predict`` across concurrent requests."""
+
+    def __init__(self, limits: dict, batching: dict) -> None:
+        self._limits = Limits(**limits)
+        self._asgi = _SwappableApp(self._limits.max_body_bytes, batching["max_batch_size"])
+        self._model: ServedModel | None = None
+        self._predict_batch.set_max_batch_size(batching["max_batch_size"])
+        self._predict_batch.set_batch_wait_timeout_s(batching["batch_wait_timeout_s"])
+
+    def __serve_build_asgi_app__(self):
+        return self._asgi
+
+    async def reconfigure(self, config: dict) -> None:
+        """Load the model ``config['model']`` names, then swap it in with an app built from its signature."""
+        ref = ModelRef(**config["model"])
+        if self._model is not None and self._model.ref == ref:
+            return
+        model = await asyncio.to_thread(ServedModel.load, ref)
+        app = build_app(lambda: model, self._predict, limits=self._limits)
+        self._model, self._asgi.current = model, app
+        logger.info("serving %s", ref.pinned_uri)
+
+    async def _predict(self, model: ServedModel, frame: pd.DataFrame) -> Answer:
+        result = await self._predict_batch((model, frame, self._asgi))
+        if isinstance(result, ModelInputError):
+            raise result
+        return result
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01, batch_size_fn=_batch_size)
+    async def _predict_batch(self, items: list[tuple[ServedModel, pd.DataFrame, _SwappableApp]]) -> list:
+        """One model call for the whole batch; if it fails, each request alone, so only the bad one fails."""
+        logger.warning("BATCH %d", len(items))
+        model = items[0][0]
+        if all(m is model for m, _, _ in items) and len(items) > 1:
+            try:
+                whole = answer(model, pd.concat([f for _, f, _ in items], ignore_index=True))
+                return _split(whole, [len(f) for _, f, _ in items])
+            except ModelInputError:
+                pass
+        return [_answer_or_error(m, f) for m, f, _ in items]
+
+
+def _answer_or_error(model: ServedModel, frame: pd.DataFrame) -> Answer | ModelInputError:
+    try:
+        return answer(model, frame)
+    except ModelInputError as exc:
+        return exc
+
+
+def _split(whole: Answer, sizes: list[int]) -> list[Answer]:
+    parts, start = [], 0
+    for size in sizes:
+        stop = start + size
+        proba = whole.probabilities[start:stop] if whole.probabilities is not None else None
+        parts.append(Answer(whole.predictions[start:stop], proba, whole.version))
+        start = stop
+    return parts
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Deployment settings derived from the spec's ``serve`` section."""
+
+    autoscaling: dict
+    batching: dict
+    limits: dict
+    max_ongoing_requests: int
+    max_queued_requests: int
+    num_cpus: float
+
+
+def serve_options(spec: ServeSpec, *, limits: Limits | None = None, num_cpus: float = 1.0) -> ServeOptions:
+    """Ray Serve settings from ``serve:`` in the spec (autoscaling, batching, admission limits)."""
+    auto = spec.autoscaling
+    batching = {"max_batch_size": spec.batching.max_batch_size,
+                "batch_wait_timeout_s": spec.batching.batch_wait_timeout_s}
+    max_ongoing = getattr(spec, "max_ongoing_requests", None) or max(
+        spec.batching.max_batch_size, math.ceil(2 * auto.target_ongoing_requests))
+    max_queued = getattr(spec, "max_queued_requests", None) or 4 * max_ongoing
+    autoscaling = {"min_replicas": auto.min_replicas, "max_replicas": auto.max_replicas,
+                   "initial_replicas": max(auto.min_replicas, 1),
+                   "target_ongoing_requests": auto.target_ongoing_requests, **FAST_AUTOSCALING}
+    return ServeOptions(autoscaling, batching, asdict(limits or Limits()), max_ongoing, max_queued, num_cpus)
+
+
+def champion_application(ref: ModelRef, options: ServeOptions):
+    """The bound Serve application serving ``ref`` with ``options``.
+
+    The deployment's version is a hash of everything but the model, so deploying a
+    new model with the same options is an in-place ``reconfigure`` of each replica.
+    """
+    version = hashlib.sha256(json.dumps(asdict(options), sort_keys=True).encode()).hexdigest()[:16]
+    # Serve gives each `serve.run` a new random code version (a full restart of every replica)
+    # unless the deployment carries one; `_internal` is how Serve's own config deploys pass it.
+    deployment = serve.deployment(ChampionServer, name="champion").options(
+        _internal=True, version=version, user_config={"model": asdict(ref)},
+        autoscaling_config=options.autoscaling, max_ongoing_requests=options.max_ongoing_requests,
+        max_queued_requests=options.max_queued_requests, ray_actor_options={"num_cpus": options.num_cpus},
+        graceful_shutdown_timeout_s=5, health_check_period_s=2,
+    )
+    return deployment.bind(options.limits, options.batching)
