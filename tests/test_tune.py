@@ -143,3 +143,48 @@ def test_spec_and_leaderboard_logged_on_the_session_run(experiment):
     assert {"specs.yaml", "leaderboard.csv"} <= names
     board = pd.read_csv(client.download_artifacts(result.session_run_id, "leaderboard.csv"))
     assert list(board["model"]) == [r.model for r in result.leaderboard]
+
+
+CLASSIFICATION = """
+name: clf
+task: classification
+data: {uri: data/clf.csv, target: label}
+validation: {folds: 3}
+metric: {name: roc_auc}
+models:
+  logistic:
+    model: sklearn.linear_model:LogisticRegression
+    pipeline: scaled
+    search:
+      num_samples: 3
+      space:
+        C: {type: float, low: 0.01, high: 10.0, log: true}
+  tree:
+    model: sklearn.tree:DecisionTreeClassifier
+    search:
+      algorithm: grid
+      space:
+        max_depth: {type: int, low: 1, high: 3}
+pipelines:
+  scaled:
+    - step: standard_scale
+"""
+
+
+def test_classification_scores_probabilities_and_the_champion_predicts_labels(ray_runtime, tmp_path):
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=300, n_features=6, n_informative=4, random_state=0)
+    (tmp_path / "data").mkdir()
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(6)]).assign(label=np.where(y == 1, "yes", "no"))
+    frame.to_csv(tmp_path / "data" / "clf.csv", index=False)
+    (tmp_path / "specs.yaml").write_text(textwrap.dedent(CLASSIFICATION))
+    loaded = load_spec(tmp_path / "specs.yaml")
+    result = run_experiment(loaded, validate(loaded))
+    assert [r.trials for r in sorted(result.leaderboard, key=lambda r: r.model)] == [3, 3]  # grid of 3 depths
+    best = result.leaderboard[0]
+    assert 0.5 < best.score <= 1.0 and best.score >= result.leaderboard[1].score  # roc_auc: higher is better
+    mlflow.set_tracking_uri(result.tracking_uri)
+    labels = mlflow.pyfunc.load_model("models:/clf@champion").predict(frame.drop(columns="label").head(50))
+    assert set(labels) <= {"yes", "no"}
+    assert (labels == frame["label"].head(50)).mean() > 0.7
