@@ -31,7 +31,9 @@ GRID_LIMIT = 10_000
 
 
 def check_task(spec: Spec) -> Found:
-    """Forecasting needs a time column, a horizon and a time-ordered fold plan."""
+    """Forecasting needs a time column, a horizon and a time-ordered fold plan; a sliding window needs its size."""
+    if spec.strategy == "sliding_window" and spec.validation.window is None:
+        yield (("validation",), "sliding_window needs 'window' (training rows before each cutoff)")
     if spec.task != "forecasting":
         return
     if spec.data.time_column is None:

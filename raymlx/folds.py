@@ -34,6 +34,16 @@ def make_folds(frame: pd.DataFrame, spec: Spec) -> list[Fold]:
     Raises:
         DataError: When the data has too few rows for the plan.
     """
+    strategy, v = spec.strategy, spec.validation
+    if strategy != "holdout" and v.folds < 2:
+        raise DataError(f"{strategy} needs at least 2 folds, but got (folds={v.folds}); use holdout for one split")
+    try:
+        return _split(frame, spec)
+    except ValueError as exc:  # scikit-learn's own limits, e.g. a class with too few members
+        raise DataError(f"cannot make the {strategy} folds: {exc}") from None
+
+
+def _split(frame: pd.DataFrame, spec: Spec) -> list[Fold]:
     strategy, v, n = spec.strategy, spec.validation, len(frame)
     y = frame[spec.data.target]
     if strategy in ("expanding_window", "sliding_window"):
@@ -55,11 +65,7 @@ def make_folds(frame: pd.DataFrame, spec: Spec) -> list[Fold]:
         raise DataError(f"{n} rows are too few for {v.folds} folds")
     cls = StratifiedKFold if stratify else KFold
     splitter = cls(n_splits=v.folds, shuffle=v.shuffle, random_state=v.seed if v.shuffle else None)
-    try:
-        return [Fold(i, tr, va) for i, (tr, va) in enumerate(splitter.split(frame, y))]
-    except ValueError as exc:  # e.g. a class with fewer members than folds
-        raise DataError(f"cannot make {v.folds} folds: {exc}") from None
-
+    return [Fold(i, tr, va) for i, (tr, va) in enumerate(splitter.split(frame, y))]
 
 def fold_plan(frame: pd.DataFrame, folds: list[Fold]) -> list[dict]:
     """The folds as plain data (logged with every experiment): sizes and, for time-ordered data, the windows."""

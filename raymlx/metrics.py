@@ -17,22 +17,27 @@ __all__ = ["Metric", "BUILTIN_METRICS", "get_metric", "score"]
 class Metric:
     """A scoring function and whether lower or higher is better.
 
-    ``needs_proba`` metrics are given class probabilities instead of labels.
+    ``needs_proba`` metrics are given class probabilities instead of labels;
+    ``takes_labels`` metrics are also told every class the model knows.
     """
 
     name: str
     function: Callable[..., float]
     mode: Literal["min", "max"]
     needs_proba: bool = False
+    takes_labels: bool = False
 
 
 def _rmse(y_true, y_pred) -> float:
     return float(np.sqrt(skm.mean_squared_error(y_true, y_pred)))
 
 
-def _f1(y_true, y_pred) -> float:
-    average = "binary" if len(np.unique(y_true)) <= 2 and set(np.unique(y_true)) <= {0, 1} else "macro"
-    return float(skm.f1_score(y_true, y_pred, average=average))
+def _f1(y_true, y_pred, labels=None) -> float:
+    """Binary F1 for 0/1 labels, macro F1 otherwise, decided by every class the model knows (not one fold's)."""
+    classes = np.union1d(y_true, y_pred) if labels is None else np.asarray(labels)
+    if len(classes) <= 2 and set(classes.tolist()) <= {0, 1}:
+        return float(skm.f1_score(y_true, y_pred, average="binary"))
+    return float(skm.f1_score(y_true, y_pred, average="macro", labels=classes))
 
 
 def _roc_auc(y_true, proba, labels=None) -> float:
@@ -51,9 +56,9 @@ BUILTIN_METRICS: dict[str, Metric] = {
     "mape": Metric("mape", skm.mean_absolute_percentage_error, "min"),
     "r2": Metric("r2", skm.r2_score, "max"),
     "accuracy": Metric("accuracy", skm.accuracy_score, "max"),
-    "f1": Metric("f1", _f1, "max"),
-    "log_loss": Metric("log_loss", _log_loss, "min", needs_proba=True),
-    "roc_auc": Metric("roc_auc", _roc_auc, "max", needs_proba=True),
+    "f1": Metric("f1", _f1, "max", takes_labels=True),
+    "log_loss": Metric("log_loss", _log_loss, "min", needs_proba=True, takes_labels=True),
+    "roc_auc": Metric("roc_auc", _roc_auc, "max", needs_proba=True, takes_labels=True),
 }
 
 
@@ -61,7 +66,7 @@ def get_metric(name: str, mode: str | None = None, *, base_dir: str = ".") -> Me
     """The built-in metric of that name, or a user's ``module:function`` (which needs ``mode``)."""
     if name in BUILTIN_METRICS:
         builtin = BUILTIN_METRICS[name]
-        return Metric(name, builtin.function, mode or builtin.mode, builtin.needs_proba)
+        return Metric(name, builtin.function, mode or builtin.mode, builtin.needs_proba, builtin.takes_labels)
     function = resolve(name, base_dir=base_dir)
     if mode is None:
         raise ValueError(f"metric '{name}' needs a mode (min or max)")
@@ -70,6 +75,7 @@ def get_metric(name: str, mode: str | None = None, *, base_dir: str = ".") -> Me
 
 def score(metric: Metric, model: Any, X, y) -> float:
     """Score a fitted model on rows ``X`` with true values ``y``."""
-    if metric.needs_proba:
-        return float(metric.function(np.asarray(y), np.asarray(model.predict_proba(X)), labels=model.classes_))
-    return float(metric.function(np.asarray(y), np.asarray(model.predict(X))))
+    predicted = np.asarray(model.predict_proba(X) if metric.needs_proba else model.predict(X))
+    if metric.takes_labels:
+        return float(metric.function(np.asarray(y), predicted, labels=getattr(model, "classes_", None)))
+    return float(metric.function(np.asarray(y), predicted))

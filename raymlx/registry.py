@@ -37,8 +37,11 @@ def _load_file_module(file: Path) -> Any:
     """Import a user's file under its own stem, so pickles of its objects load wherever the file is on sys.path."""
     folder, stem = str(file.parent), file.stem
     cached = sys.modules.get(stem)
-    if cached is not None and Path(getattr(cached, "__file__", "") or "").resolve() == file:
-        return cached
+    if cached is not None:
+        if Path(getattr(cached, "__file__", "") or "").resolve() == file:
+            return cached
+        raise UnresolvedReference(f"file '{file.name}' has the same name as the module '{stem}' "
+                                  f"already imported ({getattr(cached, '__file__', 'built in')}); rename the file")
     if folder not in sys.path:
         sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(stem, file)
@@ -53,12 +56,14 @@ def _load_file_module(file: Path) -> Any:
 
 
 def _attr(module: Any, attr: str, where: str) -> Any:
-    obj = module
+    obj, walked = module, []
     for part in attr.split("."):
         if not hasattr(obj, part):
             names = [n for n in dir(obj) if not n.startswith("_")]
-            raise UnresolvedReference(f"'{where}' has no attribute '{part}'{suggest(part, names)}")
+            owner = f"{where}:{'.'.join(walked)}" if walked else where
+            raise UnresolvedReference(f"'{owner}' has no attribute '{part}'{suggest(part, names)}")
         obj = getattr(obj, part)
+        walked.append(part)
     return obj
 
 

@@ -40,6 +40,9 @@ CASES = [
         "the feature would use values not yet known at the forecast cutoff; use shift >= 4"],
         id="lag-shorter-than-horizon-leaks"),
     # task
+    pytest.param("sliding_window_without_window", [
+        "sliding_window_without_window.yaml:6:1: validation: sliding_window needs 'window' "
+        "(training rows before each cutoff)"], id="sliding-window-needs-window"),
     pytest.param("forecasting_without_time_and_horizon", [
         "forecasting_without_time_and_horizon.yaml:3:1: data: forecasting needs 'time_column'",
         "forecasting_without_time_and_horizon.yaml:1:1: validation: forecasting needs 'horizon' "

@@ -3,30 +3,73 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
+from dataclasses import dataclass
 
 import httpx
+import ray
 from ray import serve
 
+from raymlx.serve._relay import Relay
 from raymlx.serve.deployment import APP_NAME, ServeOptions, champion_application
 from raymlx.serve.model import ModelRef
 
-__all__ = ["start_app", "reload_app", "stop_app", "wait_healthy"]
+__all__ = ["Running", "start_app", "reload_app", "stop_app", "wait_healthy", "replica_targets",
+           "DIRECT_INGRESS_ENV"]
 
 logger = logging.getLogger(__name__)
 
+# Set in the environment of the Ray runtime (before it starts): replicas answer HTTP on their own ports.
+DIRECT_INGRESS_ENV = {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
 
-def start_app(ref: ModelRef, options: ServeOptions, *, host: str, port: int, timeout_s: float = 120) -> str:
-    """Deploy the model as the Serve application and wait until it answers.
 
-    Returns:
-        The URL of the application.
+@dataclass
+class Running:
+    """A served application: its URL and the relay in front of its replicas."""
+
+    url: str
+    relay: Relay
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def replica_targets(host: str) -> list[tuple[str, int]]:
+    """The replicas' own HTTP addresses (or Serve's proxy, when direct ingress is off).
+
+    Reads the Serve controller's target groups (the list Serve's HAProxy mode is fed from).
+    Replicas on this node bind ``host``, so they are reached there.
     """
-    serve.start(http_options={"host": host, "port": port})
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    groups = ray.get(controller.get_target_groups.remote(APP_NAME), timeout=10)
+    here = ray.util.get_node_ip_address()
+    return [(host if t.ip == here else t.ip, t.port) for g in groups if str(g.protocol).endswith("HTTP")
+            for t in g.targets]
+
+
+def start_app(ref: ModelRef, options: ServeOptions, *, host: str, port: int, timeout_s: float = 120) -> Running:
+    """Deploy the model as the Serve application, put the relay on ``host:port``, wait until it answers.
+
+    Serve's own proxy gets a free port of its own: the relay, on the asked-for address,
+    reaches the replicas directly when direct ingress is on, and Serve's proxy otherwise.
+    """
+    serve.start(http_options={"host": host, "port": _free_port(host)})
     serve.run(champion_application(ref, options), name=APP_NAME, route_prefix="/", blocking=False)
+    relay = Relay(host, port, lambda: replica_targets(host))
+    relay.start()
     url = f"http://{host}:{port}"
-    wait_healthy(url, version=ref.version, timeout_s=timeout_s)
-    return url
+    try:
+        wait_healthy(url, version=ref.version, timeout_s=timeout_s)
+    except BaseException:
+        relay.stop()
+        raise
+    return Running(url, relay)
 
 
 def reload_app(ref: ModelRef, options: ServeOptions, *, url: str, timeout_s: float = 120) -> None:
@@ -35,8 +78,10 @@ def reload_app(ref: ModelRef, options: ServeOptions, *, url: str, timeout_s: flo
     wait_healthy(url, version=ref.version, timeout_s=timeout_s)
 
 
-def stop_app() -> None:
-    """Delete the application and shut Serve down in this Ray runtime."""
+def stop_app(running: Running | None = None) -> None:
+    """Stop the relay, then shut Serve down in this Ray runtime."""
+    if running is not None:
+        running.relay.stop()
     serve.shutdown()
 
 

@@ -1,0 +1,113 @@
+"""Scoring one configuration on every fold (``evaluate``), without a Ray runtime."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+from sklearn.datasets import make_classification, make_regression
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from raymlx.folds import make_folds
+from raymlx.pipeline import Pipeline, fold_features
+from raymlx.spec import Spec
+from raymlx.steps import StandardScale
+from raymlx.trainable import ModelPlan, TrialContext, evaluate
+
+UNIT = Path(__file__).resolve().parent / "data" / "unit"
+
+
+def folds_of(frame: pd.DataFrame, task: str, pipeline: Pipeline, folds: int = 3) -> list:
+    spec = Spec(name="t", task=task, data={"uri": "d.csv", "target": "y"}, validation={"folds": folds},
+                models={"m": {"model": "sklearn.linear_model:Ridge"}})
+    return [fold_features(frame, fold, pipeline, target="y", forecasting=False) for fold in make_folds(frame, spec)]
+
+
+@pytest.fixture(scope="module")
+def regression() -> pd.DataFrame:
+    X, y = make_regression(n_samples=60, n_features=3, noise=5.0, random_state=0)
+    return pd.DataFrame(X, columns=["a", "b", "c"]).assign(y=y * 10 + 500)
+
+
+@pytest.fixture(scope="module")
+def folds(regression):
+    return {None: folds_of(regression, "regression", Pipeline([])),
+            "scaled": folds_of(regression, "regression", Pipeline([StandardScale(["a", "b", "c"])]), folds=2)}
+
+
+def context(folds, metric: str = "rmse", mode: str = "min", **models: ModelPlan) -> TrialContext:
+    return TrialContext(models=models, folds=folds, metric_name=metric, metric_mode=mode, base_dir=str(UNIT))
+
+
+def rmse(y, p) -> float:
+    return float(np.sqrt(skm.mean_squared_error(y, p)))
+
+
+def test_result_has_mean_spread_and_each_fold(folds):
+    ctx = context(folds, ridge=ModelPlan("sklearn.linear_model:Ridge", None, {"alpha": 1.0}))
+    result = evaluate(ctx, "ridge", {})
+    assert set(result) == {"rmse", "rmse_std", "rmse_fold0", "rmse_fold1", "rmse_fold2", "fit_time_s"}
+    per_fold = [result[f"rmse_fold{i}"] for i in range(3)]
+    assert result["rmse"] == pytest.approx(np.mean(per_fold))
+    assert result["rmse_std"] == pytest.approx(np.std(per_fold))
+    assert result["rmse_std"] > 0
+    assert result["fit_time_s"] >= 0
+    expected = [rmse(f.y_valid, Ridge(alpha=1.0).fit(f.X_train, f.y_train).predict(f.X_valid)) for f in folds[None]]
+    assert per_fold == pytest.approx(expected, rel=1e-9)
+
+
+def test_searched_params_override_fixed_ones(folds):
+    ctx = context(folds, ridge=ModelPlan("sklearn.linear_model:Ridge", None, {"alpha": 1.0}))
+    fold = folds[None][0]
+    expected = rmse(fold.y_valid, Ridge(alpha=500.0).fit(fold.X_train, fold.y_train).predict(fold.X_valid))
+    assert evaluate(ctx, "ridge", {"alpha": 500.0})["rmse_fold0"] == pytest.approx(expected, rel=1e-9)
+    assert evaluate(ctx, "ridge", {})["rmse_fold0"] != pytest.approx(expected, rel=1e-3)
+
+
+def test_model_is_scored_on_its_own_pipelines_folds(folds):
+    ctx = context(folds, ridge=ModelPlan("sklearn.linear_model:Ridge", "scaled"))
+    result = evaluate(ctx, "ridge", {})
+    assert {k for k in result if "_fold" in k} == {"rmse_fold0", "rmse_fold1"}
+    fold = folds["scaled"][1]
+    expected = rmse(fold.y_valid, Ridge().fit(fold.X_train, fold.y_train).predict(fold.X_valid))
+    assert result["rmse_fold1"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_train_function_model(folds):
+    ctx = context(folds, mean=ModelPlan("unit_code.py:train_mean", None, {"offset": 2.0}))
+    result = evaluate(ctx, "mean", {})
+    expected = [rmse(f.y_valid, np.full(len(f.y_valid), f.y_train.mean() + 2.0)) for f in folds[None]]
+    assert [result[f"rmse_fold{i}"] for i in range(3)] == pytest.approx(expected, rel=1e-9)
+
+
+def test_custom_metric_names_the_result_keys(folds):
+    ctx = context(folds, "unit_code.py:mean_signed_error", "max",
+                  mean=ModelPlan("unit_code.py:train_mean", None, {"offset": 2.0}))
+    result = evaluate(ctx, "mean", {"offset": 5.0})
+    assert set(result) == {"mean_signed_error", "mean_signed_error_std", "mean_signed_error_fold0",
+                           "mean_signed_error_fold1", "mean_signed_error_fold2", "fit_time_s"}
+    expected = [f.y_train.mean() + 5.0 - f.y_valid.mean() for f in folds[None]]
+    assert [result[f"mean_signed_error_fold{i}"] for i in range(3)] == pytest.approx(expected, rel=1e-9)
+
+
+def test_train_function_classifier_with_a_probability_metric():
+    X, y = make_classification(n_samples=90, n_features=4, random_state=2)
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"]).assign(y=np.array(["neg", "pos"])[y])
+    folds = {None: folds_of(frame, "classification", Pipeline([]))}
+    ctx = context(folds, "log_loss", "min", logistic=ModelPlan("unit_code.py:train_logistic", None, {"C": 0.5}))
+    result = evaluate(ctx, "logistic", {})
+    expected = [skm.log_loss(f.y_valid, LogisticRegression(C=0.5, max_iter=1000).fit(f.X_train, f.y_train)
+                             .predict_proba(f.X_valid)) for f in folds[None]]
+    assert [result[f"log_loss_fold{i}"] for i in range(3)] == pytest.approx(expected, rel=1e-6)
+    assert result["log_loss"] == pytest.approx(np.mean(expected), rel=1e-6)
+
+
+def test_train_function_that_returns_no_model(folds):
+    ctx = context(folds, broken=ModelPlan("unit_code.py:train_nothing", None))
+    message = "train function 'train_nothing' must return an object with predict(X), got int"
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        evaluate(ctx, "broken", {})
