@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ import pandas as pd
 import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
+from ray.tune.logger import JsonLoggerCallback
 
 from raymlx.champion import fit_predictor
 from raymlx.checks import MODEL_PACKAGE
@@ -115,32 +119,74 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
     """
     spec, base_dir = loaded.spec, loaded.base_dir
     metric = get_metric(spec.metric_spec.name, spec.metric_spec.mode, base_dir=base_dir)
-    folds = make_folds(frame, spec)
-    features = compute_fold_features(spec, frame, folds, base_dir=base_dir)
+    with _phase("fold features"):
+        folds = make_folds(frame, spec)
+        features = compute_fold_features(spec, frame, folds, base_dir=base_dir)
+    with _phase("Ray start and MLflow runs"), ThreadPoolExecutor(1) as pool:
+        opening = pool.submit(_open_session, loaded, frame, folds)  # MLflow's writes overlap Ray's start
+        started_ray = init_ray(spec.runtime, address=address, base_dir=base_dir, verbose=verbose)
+        try:
+            session = opening.result()
+        except BaseException:
+            if started_ray:
+                ray.shutdown()
+            raise
+    try:
+        with _phase("tuning"):
+            progress = _tune(spec, features, metric, base_dir, session, on_progress)
+        board = build_leaderboard(progress.results, models=list(spec.models), metric=metric.name,
+                                  mode=metric.mode, wall_times={n: p.wall_time_s for n, p in progress.models.items()},
+                                  errors={n: p.last_error for n, p in progress.models.items()})
+    except BaseException:
+        session.end(status="FAILED")
+        raise
+    finally:
+        if started_ray:
+            ray.shutdown()
+    _log_leaderboard(session, board, metric.name)
+    result = ExperimentResult(board, None, None, None, session.session_id, session.tracking_uri, session.experiment_id)
+    if board and board[0].score == board[0].score:  # not NaN: at least one trial succeeded
+        with _phase("champion refit and registration"):
+            _register_champion(loaded, frame, board[0], result, metric)
+    session.end(status="FINISHED")
+    return result
+
+
+@dataclass
+class _Session:
+    """The MLflow side of one ``raymlx tune``: the session run and each model's parent run."""
+
+    tracking_uri: str
+    experiment_id: str
+    session_id: str
+    parents: dict[str, str]
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.tracking_uri)
+
+    def end(self, *, status: str) -> None:
+        for run_id in [*self.parents.values(), self.session_id]:
+            self.client.set_terminated(run_id, status=status)
+
+
+def _open_session(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold]) -> _Session:
+    spec, base_dir = loaded.spec, loaded.base_dir
     tracking_uri = resolve_tracking_uri(spec.tracking.uri, base_dir)
     experiment_id = ensure_experiment(spec.experiment_name, tracking_uri=tracking_uri, base_dir=base_dir)
     client = MlflowClient(tracking_uri)
     session_id, parents = start_runs(client, experiment_id, name=spec.name, models=list(spec.models))
     client.log_artifact(session_id, str(loaded.path))
     client.log_dict(session_id, fold_plan(frame, folds), "folds.json")
-    started_ray = init_ray(spec.runtime, address=address, base_dir=base_dir, verbose=verbose)
-    try:
-        progress = _tune(spec, features, metric, base_dir, tracking_uri, session_id, parents, on_progress)
-        board = build_leaderboard(progress.results, models=list(spec.models), metric=metric.name,
-                                  mode=metric.mode, wall_times={n: p.wall_time_s for n, p in progress.models.items()},
-                                  errors={n: p.last_error for n, p in progress.models.items()})
-    except BaseException:
-        _end_runs(client, [session_id, *parents.values()], status="FAILED")
-        raise
-    finally:
-        if started_ray:
-            ray.shutdown()
-    _log_leaderboard(client, board, session_id, parents, metric.name)
-    result = ExperimentResult(board, None, None, None, session_id, tracking_uri, experiment_id)
-    if board and board[0].score == board[0].score:  # not NaN: at least one trial succeeded
-        _register_champion(loaded, frame, board[0], result, metric)
-    _end_runs(client, [*parents.values(), session_id], status="FINISHED")
-    return result
+    return _Session(tracking_uri, experiment_id, session_id, parents)
+
+
+@contextmanager
+def _phase(name: str):
+    """Log how long a phase of the experiment took (shown with --verbose)."""
+    started = time.perf_counter()
+    yield
+    logger.info("%s: %.2f s", name, time.perf_counter() - started)
 
 
 @dataclass
@@ -149,15 +195,19 @@ class _TuneOutcome:
     models: dict[str, ModelProgress]
 
 
-def _tune(spec, features, metric, base_dir, tracking_uri, session_id, parents, on_progress) -> _TuneOutcome:
+def _tune(spec, features, metric, base_dir, session: _Session, on_progress) -> _TuneOutcome:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # progress is ours to show; Tune's reporter stays quiet
+    # MLflow is the record: of Tune's per-trial files keep only result.json (its results read it back);
+    # the CSV and TensorBoard writers cost time on every trial.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     searches = {name: model_searcher(m.search, metric=metric.name, mode=metric.mode) for name, m in spec.models.items()}
     searcher = ModelSearcher(searches, metric=metric.name, mode=metric.mode)
     plans = {name: ModelPlan(m.model, m.pipeline, dict(m.params), m.max_failures) for name, m in spec.models.items()}
     context = TrialContext(plans, features, spec.metric_spec.name, metric.mode, base_dir)
     progress = ProgressCallback({n: b for n, (_, b) in searches.items()}, metric=metric.name, mode=metric.mode,
                                 on_update=on_progress)
-    mlflow_callback = TrialRunCallback(parent_runs=parents, session_id=session_id, tracking_uri=tracking_uri,
+    mlflow_callback = TrialRunCallback(parent_runs=session.parents, session_id=session.session_id,
+                                       tracking_uri=session.tracking_uri,
                                        experiment_name=spec.experiment_name)
     storage = spec.runtime.storage_path or str(Path(base_dir, ".raymlx", "ray_results").resolve())
     tuner = tune.Tuner(
@@ -165,16 +215,16 @@ def _tune(spec, features, metric, base_dir, tracking_uri, session_id, parents, o
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=searcher.total_trials, reuse_actors=True,
                                     max_concurrent_trials=spec.runtime.max_concurrent_trials),
         run_config=tune.RunConfig(name=spec.name, storage_path=storage, verbose=0,
-                                  callbacks=[mlflow_callback, progress],
+                                  callbacks=[mlflow_callback, progress, JsonLoggerCallback()],
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
     return _TuneOutcome(tuner.fit(), progress.models)
 
 
-def _log_leaderboard(client: MlflowClient, board: list[LeaderboardRow], session_id: str,
-                     parents: dict[str, str], metric: str) -> None:
+def _log_leaderboard(session: _Session, board: list[LeaderboardRow], metric: str) -> None:
+    client = session.client
     for row in board:
-        run_id = parents[row.model]
+        run_id = session.parents[row.model]
         if row.score == row.score:
             client.log_metric(run_id, f"best_{metric}", row.score)
             client.log_metric(run_id, f"best_{metric}_std", row.score_std)
@@ -184,7 +234,7 @@ def _log_leaderboard(client: MlflowClient, board: list[LeaderboardRow], session_
         client.log_metric(run_id, "trials_failed", row.failed)
         client.log_metric(run_id, "wall_time_s", row.wall_time_s)
     table = leaderboard_frame(board)
-    client.log_text(session_id, table.to_csv(index=False), "leaderboard.csv")
+    client.log_text(session.session_id, table.to_csv(index=False), "leaderboard.csv")
 
 
 def _register_champion(loaded: LoadedSpec, frame: pd.DataFrame, best: LeaderboardRow,
@@ -214,8 +264,3 @@ def _sample_input(frame: pd.DataFrame, spec: Spec, inputs: list[str]) -> pd.Data
     step = pd.infer_freq(frame.index[-10:]) or (frame.index[-1] - frame.index[-2])
     times = pd.date_range(frame.index[-1], periods=(spec.validation.horizon or 1) + 1, freq=step)[1:]
     return pd.DataFrame({spec.data.time_column: times})
-
-
-def _end_runs(client: MlflowClient, run_ids: list[str], *, status: str) -> None:
-    for run_id in run_ids:
-        client.set_terminated(run_id, status=status)

@@ -1,0 +1,109 @@
+"""Tuning speed, side by side: raymlx against a hand-written Optuna loop, Optuna with n_jobs=2 and
+scikit-learn's RandomizedSearchCV(n_jobs=2), on the same workload, folds, metric and MLflow logging.
+
+    python benchmarks/tune/run.py [--trials 4] [--spec examples/temperature/specs.yaml]
+
+Every contender runs as its own command in a fresh copy of the example (its own sqlite MLflow
+store) and is measured the same way: wall time and peak memory of its whole process tree; the
+sum of its trial fit times, its best score and its first trial's start, read back from MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _proctree import run_measured  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+CORES = os.cpu_count() or 1
+
+
+def _budget(spec: Path, trials: int) -> list[str]:
+    from raymlx.spec_io import load_spec
+
+    return [f"models.{name}.search.num_samples={trials}" for name in load_spec(spec).spec.models]
+
+
+def _read_runs(folder: Path, spec_name: str) -> dict:
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(spec_name)
+    runs = client.search_runs([experiment.experiment_id], "tags.`raymlx.role` = 'trial'", max_results=5000)
+    done = [r for r in runs if "fit_time_s" in r.data.metrics]
+    return {"trials": len(runs), "fit_s": sum(r.data.metrics["fit_time_s"] for r in done),
+            "first_trial_at": min(r.info.start_time for r in runs) / 1000, "runs": done}
+
+
+def _contender(name: str, before: list[str], after: list[str], spec: Path, workdir: Path,
+               parallel: int, metric: str, sets: list[str]) -> dict:
+    """Run one contender as ``before SPEC after --set ...`` in its own copy of the example."""
+    folder = workdir / name.replace(" ", "_")
+    shutil.copytree(spec.parent, folder, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", ".raymlx"))
+    measured = run_measured(before + [str(folder / spec.name)] + after + sets, cwd=str(folder),
+                            log=folder / "out.log")
+    runs = _read_runs(folder, SPEC_NAME)
+    wall = measured["wall_s"]
+    return {"name": name, "wall_s": wall, "trials": runs["trials"], "fit_s": runs["fit_s"],
+            "efficiency": runs["fit_s"] / (CORES * wall),
+            "overhead_per_trial_s": (parallel * wall - runs["fit_s"]) / runs["trials"],
+            "best": min(r.data.metrics[metric] for r in runs["runs"]), "peak_mib": measured["peak_rss"] / 2**20,
+            "first_trial_s": runs["first_trial_at"] - measured["started_at"]}
+
+
+def _table(rows: list[dict]) -> str:
+    head = f"{'contender':28} {'wall s':>7} {'trials':>6} {'Σ fit s':>8} {'η':>5} {'ovh/trial s':>11} {'best':>7} {'peak MiB':>9} {'1st trial s':>11} {'raymlx ÷ it':>11}"
+    lines = [head, "-" * len(head)]
+    ours = rows[0]["wall_s"]
+    for r in rows:
+        lines.append(f"{r['name']:28} {r['wall_s']:7.1f} {r['trials']:6d} {r['fit_s']:8.1f} {r['efficiency']:5.2f} "
+                     f"{r['overhead_per_trial_s']:11.2f} {r['best']:7.3f} {r['peak_mib']:9.0f} {r['first_trial_s']:11.1f} "
+                     f"{ours / r['wall_s']:11.2f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    global SPEC_NAME
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "temperature" / "specs.yaml")
+    parser.add_argument("--trials", type=int, default=4, help="trials per model (grids stop at their size)")
+    parser.add_argument("--only", nargs="*", default=None, help="contenders to run: raymlx optuna1 optuna2 randomized")
+    args = parser.parse_args()
+    from raymlx.spec_io import load_spec
+
+    loaded = load_spec(args.spec)
+    SPEC_NAME, metric = loaded.spec.experiment_name, loaded.spec.metric_spec.name
+    sets = [x for s in _budget(args.spec, args.trials) for x in ("--set", s)]
+    alt = [sys.executable, str(Path(__file__).resolve().parent / "alternatives.py")]
+    contenders = [  # key, label, command before the spec, after it, trials running at once
+        ("raymlx", "raymlx tune", ["raymlx", "tune"], [], 2),
+        ("optuna1", "optuna loop (1 process)", alt + ["optuna"], ["--n-jobs", "1"], 1),
+        ("optuna2", "optuna n_jobs=2", alt + ["optuna"], ["--n-jobs", "2"], 2),
+        ("randomized", "RandomizedSearchCV n_jobs=2", alt + ["randomized"], [], 2),
+    ]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, label, before, after, parallel in contenders:
+            if args.only and key not in args.only:
+                continue
+            rows.append(_contender(label, before, after, args.spec, Path(tmp), parallel, metric, sets))
+            print(f"{label}: {rows[-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
+    print(f"machine: {platform.machine()}, {CORES} cores, Python {platform.python_version()}; "
+          f"workload: {args.spec.resolve().relative_to(ROOT)}, {args.trials} trials per model, MLflow on sqlite")
+    print(_table(rows))
+    print("ratio column: raymlx wall time / the contender's (below 1: raymlx is faster). "
+          "RandomizedSearchCV covers the scikit-learn models only.")
+
+
+SPEC_NAME = ""
+
+if __name__ == "__main__":
+    main()
