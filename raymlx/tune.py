@@ -195,6 +195,18 @@ class _TuneOutcome:
     models: dict[str, ModelProgress]
 
 
+def _concurrency(spec: Spec) -> int:
+    """Trials at once: as many as the cluster's CPUs hold, unless the spec caps it.
+
+    Tune lets a custom searcher keep only one trial pending unless told the
+    concurrency, which would run the trials one by one.
+    """
+    if spec.runtime.max_concurrent_trials:
+        return spec.runtime.max_concurrent_trials
+    smallest = min(m.resources.cpu for m in spec.models.values())
+    return max(1, int(ray.cluster_resources().get("CPU", 1) // smallest))
+
+
 def _tune(spec, features, metric, base_dir, session: _Session, on_progress) -> _TuneOutcome:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # progress is ours to show; Tune's reporter stays quiet
     # MLflow is the record: of Tune's per-trial files keep only result.json (its results read it back);
@@ -213,7 +225,7 @@ def _tune(spec, features, metric, base_dir, session: _Session, on_progress) -> _
     tuner = tune.Tuner(
         _trainable(context, spec),
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=searcher.total_trials, reuse_actors=True,
-                                    max_concurrent_trials=spec.runtime.max_concurrent_trials),
+                                    max_concurrent_trials=_concurrency(spec)),
         run_config=tune.RunConfig(name=spec.name, storage_path=storage, verbose=0,
                                   callbacks=[mlflow_callback, progress, JsonLoggerCallback()],
                                   failure_config=tune.FailureConfig(max_failures=0)),

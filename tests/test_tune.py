@@ -188,3 +188,56 @@ def test_classification_scores_probabilities_and_the_champion_predicts_labels(ra
     labels = mlflow.pyfunc.load_model("models:/clf@champion").predict(frame.drop(columns="label").head(50))
     assert set(labels) <= {"yes", "no"}
     assert (labels == frame["label"].head(50)).mean() > 0.7
+
+
+SLEEPY = '''
+import time
+import numpy as np
+
+class Sleepy:
+    def __init__(self, seconds=0.4):
+        self.seconds = seconds
+    def fit(self, X, y):
+        time.sleep(self.seconds)
+        return self
+    def predict(self, X):
+        return np.zeros(len(X))
+'''
+
+CONCURRENT = """
+name: concurrent
+task: regression
+data: {uri: data/diabetes.csv, target: progression}
+validation: {folds: 2}
+models:
+  first:
+    model: sleepy.py:Sleepy
+    search: {num_samples: 3, space: {seconds: {type: float, low: 0.4, high: 0.5}}}
+  second:
+    model: sleepy.py:Sleepy
+    search: {num_samples: 3, space: {seconds: {type: float, low: 0.4, high: 0.5}}}
+"""
+
+
+def _most_at_once(runs) -> int:
+    events = sorted([(r.info.start_time, 1) for r in runs] + [(r.info.end_time, -1) for r in runs],
+                    key=lambda e: (e[0], e[1]))
+    now = most = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_trials_of_every_model_run_at_the_same_time(ray_runtime, project):
+    (project / "sleepy.py").write_text(SLEEPY)
+    (project / "specs.yaml").write_text(textwrap.dedent(CONCURRENT))
+    loaded = load_spec(project / "specs.yaml")
+    result = run_experiment(loaded, validate(loaded))
+    trials = _runs(result, "trial")
+    assert len(trials) == 6
+    assert _most_at_once(trials) == 2  # both CPUs of the shared runtime busy, never more
+    models_seen_while_other_runs = {
+        (a.data.tags[MODEL_TAG], b.data.tags[MODEL_TAG]) for a in trials for b in trials
+        if a is not b and a.info.start_time < b.info.end_time and b.info.start_time < a.info.end_time}
+    assert ("first", "second") in models_seen_while_other_runs
