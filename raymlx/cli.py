@@ -148,5 +148,75 @@ def _print_result(result, spec) -> None:
         raise typer.Exit(1)
 
 
+@app.command("serve")
+def serve_command(
+        spec: Optional[Path] = typer.Argument(None, help="The experiment spec: serves its registered champion."),
+        model: Optional[str] = typer.Option(None, "--model", help="Serve this MLflow model instead (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model)."),
+        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store of --model; default: the spec's tracking.uri, else $MLFLOW_TRACKING_URI."),
+        set_: Optional[list[str]] = SetOpt,
+        address: Optional[str] = typer.Option(None, help="Ray cluster to join; overrides runtime.address."),
+        detach: bool = typer.Option(False, "--detach", help="Leave the server running in the background and return."),
+        stop: bool = typer.Option(False, "--stop", help="Stop the running server (the spec's serve.port names which)."),
+        reload: bool = typer.Option(False, "--reload", help="Roll the running server to the version the alias names now.")) -> None:
+    """Serve the champion (or --model) on Ray Serve: /predict, /forecast, /health, /metadata, /docs; Ctrl-C stops."""
+    def action() -> None:
+        from raymlx.serve import _process
+
+        if stop or reload:
+            port = _serve_request(spec, model, tracking_uri, set_, address).port if spec else None
+            state = _process.stop(port) if stop else _process.reload(port)
+            out.print(f"{'stopped' if stop else 'now serving version ' + str(state['version']) + ' at'} {state['url']}",
+                      highlight=False)
+            return
+        request = _serve_request(spec, model, tracking_uri, set_, address)
+        if detach:
+            argv = [a for a in sys.argv[1:] if a != "--detach"]
+            state = _process.detach(argv, request)
+            out.print(f"serving version {state['version']} at {state['url']} (pid {state['pid']}; "
+                      f"`raymlx serve --stop` ends it)", highlight=False, soft_wrap=True)
+            return
+        _process.serve_foreground(request, on_ready=lambda url, version: out.print(
+            f"serving {request.model_uri} (version {version}) at {url}  (docs: {url}/docs; Ctrl-C stops)",
+            highlight=False, soft_wrap=True))
+        err.print("stopped")
+    _run(action)
+
+
+def _serve_request(spec: Optional[Path], model: Optional[str], tracking_uri: Optional[str],
+                   set_: Optional[list[str]], address: Optional[str]):
+    """What to serve: the spec's champion and serve section, or --model with default serve settings."""
+    from raymlx.errors import UserInputError
+    from raymlx.select import CHAMPION_ALIAS
+    from raymlx.serve._process import ServeRequest
+    from raymlx.spec import RuntimeSpec, ServeSpec
+    from raymlx.tracking import resolve_tracking_uri
+
+    if spec is None and model is None:
+        raise UserInputError("name a spec (serves its champion) or --model URI")
+    if spec is not None:
+        from raymlx.spec_io import load_spec
+
+        loaded = load_spec(spec, overrides=set_)
+        base, serve_spec, runtime = loaded.base_dir, loaded.spec.serve, loaded.spec.runtime
+        uri = tracking_uri or resolve_tracking_uri(loaded.spec.tracking.uri, base)
+        model = model or f"models:/{loaded.spec.registered_model_name}@{CHAMPION_ALIAS}"
+    else:
+        from raymlx.spec_io import apply_overrides
+
+        from pydantic import ValidationError
+
+        sections: dict = {"serve": {}, "runtime": {}}
+        apply_overrides(sections, set_ or [])  # --set serve.port=8080 works with --model too
+        if set(sections) - {"serve", "runtime"}:
+            raise UserInputError("with --model, --set takes only serve.* and runtime.* keys")
+        try:
+            base, serve_spec, runtime = os.getcwd(), ServeSpec(**sections["serve"]), RuntimeSpec(**sections["runtime"])
+        except ValidationError as exc:
+            raise UserInputError(f"--set: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or resolve_tracking_uri("sqlite:///mlflow.db", base)
+    return ServeRequest(model, uri, serve_spec.host, serve_spec.port, serve_spec.model_dump(), runtime.model_dump(),
+                        address, base)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

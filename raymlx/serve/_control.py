@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
+import urllib.request
 from dataclasses import dataclass
 
-import httpx
 import ray
 from ray import serve
 
+from raymlx.errors import UserInputError
 from raymlx.serve._relay import Relay
 from raymlx.serve.deployment import APP_NAME, ServeOptions, champion_application
 from raymlx.serve.model import ModelRef
 
 __all__ = ["Running", "start_app", "reload_app", "stop_app", "wait_healthy", "replica_targets",
-           "DIRECT_INGRESS_ENV"]
+           "SERVE_ENV"]
 
 logger = logging.getLogger(__name__)
 
-# Set in the environment of the Ray runtime (before it starts): replicas answer HTTP on their own ports.
-DIRECT_INGRESS_ENV = {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+# Set in the environment of the Ray runtime before it starts (Serve reads them when its processes start):
+# Serve's throughput-optimized mode, in which each replica answers HTTP on its own port (direct ingress)
+# and runs user code on its main event loop; measured 5-8x the requests/s of Serve's proxy on two cores
+# (benchmarks/serve). Replicas drain for 2 s when stopped instead of 30 s: nothing but our relay
+# balances over them, and it re-reads the replicas every second.
+SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
 
 
 @dataclass
@@ -59,12 +66,16 @@ def start_app(ref: ModelRef, options: ServeOptions, *, host: str, port: int, tim
     Serve's own proxy gets a free port of its own: the relay, on the asked-for address,
     reaches the replicas directly when direct ingress is on, and Serve's proxy otherwise.
     """
-    serve.start(http_options={"host": host, "port": _free_port(host)})
-    serve.run(champion_application(ref, options), name=APP_NAME, route_prefix="/", blocking=False)
     relay = Relay(host, port, lambda: replica_targets(host))
-    relay.start()
+    try:
+        relay.start()  # first: a taken port fails before anything is deployed
+    except OSError as exc:
+        raise UserInputError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): "
+                             f"is another server there? Choose another serve.port") from None
     url = f"http://{host}:{port}"
     try:
+        serve.start(http_options={"host": host, "port": _free_port(host)})
+        serve.run(champion_application(ref, options), name=APP_NAME, route_prefix="/", blocking=False)
         wait_healthy(url, version=ref.version, timeout_s=timeout_s)
     except BaseException:
         relay.stop()
@@ -95,11 +106,12 @@ def wait_healthy(url: str, *, version: str | None, timeout_s: float) -> None:
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            reply = httpx.get(f"{url}/health", timeout=2)
-            if reply.status_code == 200 and (version is None or reply.json().get("version") == version):
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
+                served = json.loads(reply.read()).get("version")
+            if version is None or served == version:
                 return
-            last = f"{reply.status_code} {reply.text[:200]}"
-        except httpx.HTTPError as exc:
+            last = f"serving version {served}"
+        except (OSError, ValueError) as exc:  # URLError, refused, reset, not JSON yet
             last = f"{type(exc).__name__}: {exc}"
         time.sleep(0.2)
     raise TimeoutError(f"{url} did not serve version {version} within {timeout_s:.0f} s (last: {last})")

@@ -24,6 +24,15 @@ logger = logging.getLogger(__name__)
 Targets = Callable[[], list[tuple[str, int]]]
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:  # uvloop (installed with Ray Serve's uvicorn) relays with less CPU
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:
+        return asyncio.new_event_loop()
+
+
 class _Pipe(asyncio.Protocol):
     """One side of a relayed connection; writes what it reads to its peer."""
 
@@ -62,7 +71,9 @@ class _ClientSide(_Pipe):
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         transport.pause_reading()
-        asyncio.ensure_future(self._connect())
+        task = asyncio.ensure_future(self._connect())
+        self.relay.tasks.add(task)  # a task nobody holds may be garbage-collected before it runs
+        task.add_done_callback(self.relay.tasks.discard)
 
     async def _connect(self) -> None:
         for host, port in self.relay.next_targets():
@@ -94,10 +105,11 @@ class Relay:
         self._targets_fn, self._refresh_s = targets, refresh_s
         self._targets: list[tuple[str, int]] = []
         self._turn = itertools.count()
-        self._loop = asyncio.new_event_loop()
+        self._loop = _new_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="raymlx-relay", daemon=True)
         self._server: asyncio.base_events.Server | None = None
         self._stopping = threading.Event()
+        self.tasks: set[asyncio.Future] = set()
 
     def next_targets(self) -> list[tuple[str, int]]:
         """Every replica, starting with the next one in turn."""
@@ -111,8 +123,11 @@ class Relay:
         """Bind the address and start relaying (raises ``OSError`` when the address is taken)."""
         self._refresh()
         self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
-        future.result(timeout=10)
+        try:
+            asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
+        except BaseException:
+            self.stop()
+            raise
         threading.Thread(target=self._poll, name="raymlx-relay-targets", daemon=True).start()
 
     async def _serve(self) -> None:

@@ -121,35 +121,37 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return _error(422, _describe(errors), detail)
 
 
-def build_app(get_model: Callable[[], ServedModel], predict: Predict, *, limits: Limits) -> FastAPI:
-    """The FastAPI app of the model that ``get_model()`` returns now (its schemas are fixed here).
+def build_app(model: ServedModel, predict: Predict, *, limits: Limits) -> FastAPI:
+    """The FastAPI app of one model, its request and response schemas made from the model's signature.
+
+    A reload builds a new app for the new model and swaps the two whole; requests
+    already in the old app finish there, on the old model.
 
     Args:
-        get_model: The current model (a reload may replace it between requests).
+        model: The loaded model.
         predict: Answers a validated frame (the Serve deployment batches here).
         limits: Size limits of a request.
     """
-    model = get_model()
     meta = model.metadata
     title = meta.get("registered_model") or "model"
     app = FastAPI(title=f"raymlx: {title}", version=str(meta.get("version") or ""),
                   description=f"Predictions of {model.ref.pinned_uri} ({meta.get('task') or 'pyfunc'}).")
     app.add_exception_handler(RequestValidationError, _validation_error)
-    _add_info_routes(app, get_model)
+    _add_info_routes(app, model)
     _add_predict_route(app, model, predict, limits)
     if model.can_forecast:
         _add_forecast_route(app, model, limits)
     return app
 
 
-def _add_info_routes(app: FastAPI, get_model: Callable[[], ServedModel]) -> None:
+def _add_info_routes(app: FastAPI, model: ServedModel) -> None:
     @app.get("/health", summary="Liveness and the version being served")
     async def health() -> dict:
-        return {"status": "ok", "version": get_model().ref.version}
+        return {"status": "ok", "version": model.ref.version}
 
     @app.get("/metadata", summary="Registered name, version, run, score and expected inputs")
     async def metadata() -> dict:
-        return get_model().metadata
+        return model.metadata
 
 
 def _annotate(route: Callable, request_model: type) -> None:
@@ -163,7 +165,10 @@ def _add_predict_route(app: FastAPI, model: ServedModel, predict: Predict, limit
     columns = model.columns
 
     async def predict_route(body) -> Response:
-        frame = records_frame(body.records, columns)
+        try:
+            frame = records_frame(body.records, columns)
+        except (ValueError, TypeError) as exc:  # e.g. times with and without a time zone
+            return _error(422, f"cannot make a table of these records: {exc}")
         try:
             result = await predict(model, frame)
         except ModelInputError as exc:
@@ -182,16 +187,15 @@ def _add_forecast_route(app: FastAPI, model: ServedModel, limits: Limits) -> Non
     predictor = model.predictor
     time_column, target = predictor.time_column, predictor.target
     history_columns = [c for c in model.history_columns() if c.name != time_column]
-    covariates = [c for c in history_columns if c.name != target]
-    request_model, response_model = forecast_models(history_columns, covariates, time_column=time_column,
-                                                    target=target, max_horizon=limits.max_horizon,
-                                                    max_records=limits.max_records)
+    max_horizon = min(limits.max_horizon, getattr(predictor, "max_horizon", None) or limits.max_horizon)
+    request_model, response_model = forecast_models(history_columns, time_column=time_column, target=target,
+                                                    max_horizon=max_horizon, max_records=limits.max_records)
+    columns = [Column(time_column, "datetime"), *history_columns]
 
     async def forecast_route(body) -> Response:
         try:
-            history = _indexed(body.history, [Column(time_column, "datetime"), *history_columns], time_column)
-            future = _indexed(body.future, [Column(time_column, "datetime"), *covariates], time_column)
-            series = model.forecast(body.horizon, history=history, future=future)
+            history = _indexed(body.history, columns, time_column)
+            series = model.forecast(body.horizon, history=history)
         except (ValueError, TypeError, KeyError) as exc:
             return _error(422, f"cannot forecast from this request: {type(exc).__name__}: {exc}")
         points = [{time_column: t.isoformat(), target: v} for t, v in zip(series.index, to_json_values(series.values))]

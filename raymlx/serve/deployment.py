@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import random
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,7 +30,9 @@ logger = logging.getLogger(__name__)
 
 APP_NAME = "raymlx"
 
-# Autoscaling that reacts in seconds on a small machine (Serve's defaults wait 30 s to add a replica).
+# Autoscaling that reacts in seconds on a small machine (Serve's defaults wait 30 s to add a replica
+# and 10 min to remove one). `metrics_interval_s` is deprecated in favour of an environment variable,
+# but it is the setting that still works on a Ray cluster raymlx joins rather than starts.
 FAST_AUTOSCALING = {"upscale_delay_s": 2.0, "downscale_delay_s": 20.0, "look_back_period_s": 3.0,
                     "metrics_interval_s": 0.5}
 
@@ -38,17 +41,31 @@ class _SwappableApp:
     """The ASGI app of the replica: the body limit, then whichever model app is current.
 
     It counts the HTTP requests in flight, so that a batch stops waiting once it
-    holds every request this replica has (see :func:`_batch_size`).
+    holds every request this replica has (see :func:`_batch_size`). And it closes
+    about one keep-alive connection in ``RECONNECT_EVERY`` responses: the relay
+    balances connections, so clients that reconnect now and then spread over the
+    replicas the autoscaler adds.
     """
+
+    RECONNECT_EVERY = 200
 
     def __init__(self, max_body_bytes: int, max_batch_size: int) -> None:
         self.current: Any = None
         self.in_flight = 0
         self.max_batch_size = max_batch_size
         self._guarded = BodyLimit(self._dispatch, max_body_bytes)
+        self._random = random.Random()
 
     async def _dispatch(self, scope, receive, send) -> None:
-        await self.current(scope, receive, send)
+        if self._random.random() * self.RECONNECT_EVERY >= 1:
+            return await self.current(scope, receive, send)
+
+        async def send_closing(message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await self.current(scope, receive, send_closing)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -87,7 +104,7 @@ class ChampionServer:
         if self._model is not None and self._model.ref == ref:
             return
         model = await asyncio.to_thread(ServedModel.load, ref)
-        app = build_app(lambda: model, self._predict, limits=self._limits)
+        app = build_app(model, self._predict, limits=self._limits)
         self._model, self._asgi.current = model, app
         logger.info("serving %s", ref.pinned_uri)
 
@@ -100,7 +117,6 @@ class ChampionServer:
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01, batch_size_fn=_batch_size)
     async def _predict_batch(self, items: list[tuple[ServedModel, pd.DataFrame, _SwappableApp]]) -> list:
         """One model call for the whole batch; if it fails, each request alone, so only the bad one fails."""
-        logger.warning("BATCH %d", len(items))
         model = items[0][0]
         if all(m is model for m, _, _ in items) and len(items) > 1:
             try:
@@ -145,9 +161,10 @@ def serve_options(spec: ServeSpec, *, limits: Limits | None = None, num_cpus: fl
     auto = spec.autoscaling
     batching = {"max_batch_size": spec.batching.max_batch_size,
                 "batch_wait_timeout_s": spec.batching.batch_wait_timeout_s}
-    max_ongoing = getattr(spec, "max_ongoing_requests", None) or max(
-        spec.batching.max_batch_size, math.ceil(2 * auto.target_ongoing_requests))
-    max_queued = getattr(spec, "max_queued_requests", None) or 4 * max_ongoing
+    # A replica takes a full batch at once; past that, each replica queues a few batches' worth
+    # and answers 503 to the rest, so that overload sheds load instead of growing latency.
+    max_ongoing = max(spec.batching.max_batch_size, math.ceil(2 * auto.target_ongoing_requests))
+    max_queued = 4 * max_ongoing
     autoscaling = {"min_replicas": auto.min_replicas, "max_replicas": auto.max_replicas,
                    "initial_replicas": max(auto.min_replicas, 1),
                    "target_ongoing_requests": auto.target_ongoing_requests, **FAST_AUTOSCALING}

@@ -17,7 +17,7 @@ import pandas as pd
 from raymlx.errors import UserInputError
 from raymlx.serve.schema import Column, frame_columns, signature_columns
 
-__all__ = ["ModelRef", "ServedModel", "resolve_model", "nullable_columns", "to_json_values"]
+__all__ = ["ModelRef", "ModelNotFound", "ServedModel", "resolve_model", "nullable_columns", "to_json_values"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,12 +176,9 @@ class ServedModel:
         predictor = self.predictor
         return np.asarray(predictor.model.predict_proba(predictor.features(frame)))
 
-    def forecast(self, horizon: int, *, history: pd.DataFrame | None, future: pd.DataFrame | None) -> pd.Series:
+    def forecast(self, horizon: int, *, history: pd.DataFrame | None) -> pd.Series:
         """What ``unwrap_python_model().forecast(horizon, history=...)`` returns."""
-        kwargs = {"history": history}
-        if future is not None:
-            kwargs["future"] = future
-        return self.python_model.forecast(horizon, **kwargs)
+        return self.python_model.forecast(horizon, history=history)
 
 
 def _input_example(pyfunc) -> pd.DataFrame | None:
@@ -194,11 +191,10 @@ def _input_example(pyfunc) -> pd.DataFrame | None:
 
 def _metadata(ref: ModelRef, pyfunc, columns: list[Column]) -> dict[str, Any]:
     info = pyfunc.metadata
-    python_model = None
     try:
         python_model = pyfunc.unwrap_python_model()
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception:  # noqa: BLE001 - a flavor's own model: no raymlx metadata
+        python_model = None
     champion = dict(getattr(python_model, "metadata", None) or {})
     return {
         "registered_model": ref.name, "version": ref.version, "alias": ref.alias, "model_uri": ref.pinned_uri,

@@ -83,21 +83,18 @@ def predict_models(columns: list[Column], *, max_records: int, classes: list | N
     return request, create_model("PredictResponse", **response_fields)
 
 
-def forecast_models(history: list[Column], covariates: list[Column], *, time_column: str, target: str,
+def forecast_models(history: list[Column], *, time_column: str, target: str,
                     max_horizon: int, max_records: int) -> tuple[type, type]:
     """The request and response models of ``POST /forecast``."""
     time = Column(time_column, "datetime")
     past = record_model("HistoryRecord", [time, *history],
                         doc="One past row: its time, the target and the data's other columns.")
-    future = record_model("FutureRecord", [time, *covariates],
-                          doc="One future row: its time and known covariates.")
     request = create_model(
         "ForecastRequest", __config__=_STRICT, __doc__="What to forecast.",
-        horizon=(int, Field(ge=1, le=max_horizon, description="Steps to forecast after the end of the history.")),
+        horizon=(int, Field(ge=1, le=max_horizon, description=(
+            f"Steps to forecast after the end of the history (at most {max_horizon}, the horizon it was validated on)."))),
         history=(list[past] | None, Field(None, min_length=1, max_length=max_records, description=(
             "Recent rows to forecast from, oldest first; default: the data the champion was trained on."))),
-        future=(list[future] | None, Field(None, max_length=max_horizon, description=(
-            "Known future values of covariates, one row per forecast time."))),
     )
     point = create_model("ForecastPoint", **{time_column: (dt.datetime, ...), target: (float | None, ...)})
     response = create_model("ForecastResponse", forecast=(list[point], ...), model_version=(str | None, None))

@@ -1,0 +1,67 @@
+"""A real Serve application on 127.0.0.1 in the session's Ray runtime, and champions registered in a real MLflow store.
+
+Direct ingress is switched on here, at import, so that the session's Ray runtime
+(started later by the ``ray_runtime`` fixture) runs Serve the way ``raymlx serve`` does.
+"""
+
+from __future__ import annotations
+
+import os
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from raymlx.serve._control import SERVE_ENV
+
+for _key, _value in SERVE_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+from raymlx.champion import fit_predictor  # noqa: E402
+from raymlx.pipeline import Pipeline  # noqa: E402
+from raymlx.select import log_champion  # noqa: E402
+from tests.conftest import DIABETES  # noqa: E402
+
+TARGET = "progression"
+
+
+@pytest.fixture(scope="session")
+def diabetes() -> pd.DataFrame:
+    return pd.read_csv(DIABETES)
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> str:
+    """A sqlite MLflow store with its artifacts beside it."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.create_experiment("serve", artifact_location=(root / "artifacts").as_uri())
+    return uri
+
+
+def register(store: str, name: str, predictor, sample: pd.DataFrame, **metadata) -> str:
+    """Log ``predictor`` as a raymlx champion under ``name``; returns the new version."""
+    mlflow.set_tracking_uri(store)
+    mlflow.set_experiment("serve")
+    with mlflow.start_run() as run:
+        pass
+    info = {"model": "test", "metric": "rmse", "score": 1.0, "task": "regression", "target": TARGET, "params": {},
+            **metadata}
+    _, version = log_champion(predictor, run_id=run.info.run_id, registered_model=name, code_paths=[],
+                              metadata=info, sample=sample)
+    return version
+
+
+def tabular(frame: pd.DataFrame, model, *, target: str = TARGET, steps: list | None = None):
+    inputs = [c for c in frame.columns if c != target]
+    return fit_predictor(frame, Pipeline(steps or []), model, target=target, input_columns=inputs,
+                         forecasting=False, time_column=None)
+
+
+def daily_series(days: int = 120) -> pd.DataFrame:
+    index = pd.date_range("2024-01-01", periods=days, freq="D", name="date")
+    t = np.arange(days)
+    noise = np.random.default_rng(0).normal(0, 0.5, days)
+    return pd.DataFrame({"y": 10 + 3 * np.sin(2 * np.pi * t / 7) + noise, "x": t * 0.1}, index=index)
