@@ -9,6 +9,8 @@ from typing import Callable
 
 from ray.tune import Callback
 
+from raymlx._result import failure_of
+
 __all__ = ["ModelProgress", "ProgressCallback", "error_summary"]
 
 
@@ -63,6 +65,10 @@ class ProgressCallback(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         progress = self._finish(trial)
+        error = failure_of(trial.last_result)
+        if error is not None:
+            progress.failed += 1
+            progress.last_error = error
         value = (trial.last_result or {}).get(self.metric)
         if value is not None and (math.isnan(progress.best) or
                                   (value < progress.best if self.mode == "min" else value > progress.best)):

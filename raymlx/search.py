@@ -15,6 +15,7 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from raymlx._result import failure_of
 from raymlx.space import decode, distributions, grid_points
 from raymlx.spec import SearchSpec
 
@@ -94,12 +95,14 @@ class ModelSearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         searcher = self._searcher_of(trial_id)
-        if searcher is not None:
+        if searcher is not None and failure_of(result) is None:
             searcher.on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         searcher = self._searcher_of(trial_id)
-        if searcher is not None:
+        if searcher is not None and failure_of(result) is not None:
+            searcher.on_trial_complete(trial_id, result=None, error=True)
+        elif searcher is not None:
             searcher.on_trial_complete(trial_id, result=result, error=error)
 
     def _searcher_of(self, trial_id: str) -> Searcher | None:

@@ -14,6 +14,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from raymlx._result import failure_of
 from raymlx.champion import ChampionModel, FittedPredictor
 
 __all__ = ["LeaderboardRow", "build_leaderboard", "leaderboard_frame", "log_champion", "CHAMPION_ALIAS"]
@@ -42,7 +43,8 @@ def build_leaderboard(results, *, models: list[str], metric: str, mode: str, wal
     rows = []
     for name in models:
         mine = [r for r in results if r.config and r.config.get("model") == name]
-        scored = [r for r in mine if r.error is None and r.metrics and metric in r.metrics]
+        scored = [r for r in mine if r.error is None and r.metrics and metric in r.metrics
+                  and failure_of(r.metrics) is None]
         best = (min if mode == "min" else max)(scored, key=lambda r: r.metrics[metric]) if scored else None
         rows.append(LeaderboardRow(
             model=name,

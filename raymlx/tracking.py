@@ -9,6 +9,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
+from raymlx._result import failure_of
 from raymlx.progress import error_summary
 
 __all__ = ["resolve_tracking_uri", "ensure_experiment", "start_runs", "TrialRunCallback",
@@ -74,6 +75,7 @@ class TrialRunCallback(MLflowLoggerCallback):
         super().log_trial_start(trial)
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
-        if failed:
-            MlflowClient(self.tracking_uri).set_tag(self._trial_runs[trial], ERROR_TAG, error_summary(trial))
-        super().log_trial_end(trial, failed=failed)
+        error = failure_of(trial.last_result) or (error_summary(trial) if failed else None)
+        if error is not None:
+            MlflowClient(self.tracking_uri).set_tag(self._trial_runs[trial], ERROR_TAG, error)
+        super().log_trial_end(trial, failed=error is not None)

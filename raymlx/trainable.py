@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from ray import tune
 
+from raymlx._result import ERROR_KEY, FAILED_KEY
 from raymlx.checks import MODEL_PACKAGE
 from raymlx.metrics import get_metric, score
 from raymlx.models.base import build_model
@@ -74,15 +75,17 @@ def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> 
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
-    """Tune entry point: evaluate, retrying up to the model's ``max_failures``, then report."""
+    """Tune entry point: evaluate, retrying up to the model's ``max_failures``, then report.
+
+    A configuration that still raises is reported as a failed result (see :mod:`raymlx._result`).
+    """
     plan = context.models[config["model"]]
     for attempt in range(plan.max_failures + 1):
         try:
             result = evaluate(context, config["model"], config["params"])
             break
-        except Exception:
-            if attempt == plan.max_failures:
-                raise
-            logger.warning("trial of %s failed (attempt %d of %d); retrying",
-                           config["model"], attempt + 1, plan.max_failures + 1, exc_info=True)
+        except Exception as exc:
+            logger.warning("trial of %s failed (attempt %d of %d)", config["model"], attempt + 1,
+                           plan.max_failures + 1, exc_info=True)
+            result = {FAILED_KEY: 1.0, ERROR_KEY: f"{type(exc).__name__}: {exc}"}
     tune.report(result)

@@ -212,6 +212,7 @@ def _tune(spec, features, metric, base_dir, session: _Session, on_progress) -> _
     # MLflow is the record: of Tune's per-trial files keep only result.json (its results read it back);
     # the CSV and TensorBoard writers cost time on every trial.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # a failed trial reports no score
     searches = {name: model_searcher(m.search, metric=metric.name, mode=metric.mode) for name, m in spec.models.items()}
     searcher = ModelSearcher(searches, metric=metric.name, mode=metric.mode)
     plans = {name: ModelPlan(m.model, m.pipeline, dict(m.params), m.max_failures) for name, m in spec.models.items()}

@@ -13,7 +13,7 @@ from sklearn.linear_model import Ridge
 
 from raymlx.checks import validate
 from raymlx.spec_io import load_spec
-from raymlx.tracking import MODEL_TAG, ROLE_TAG
+from raymlx.tracking import ERROR_TAG, MODEL_TAG, ROLE_TAG
 from raymlx.tune import run_experiment
 
 SPEC = """
@@ -202,6 +202,9 @@ class Sleepy:
         return self
     def predict(self, X):
         return np.zeros(len(X))
+
+def broken(X, y, *, strength=1.0):
+    raise ValueError("cannot fit this")
 '''
 
 CONCURRENT = """
@@ -216,6 +219,9 @@ models:
   second:
     model: sleepy.py:Sleepy
     search: {num_samples: 3, space: {seconds: {type: float, low: 0.4, high: 0.5}}}
+  broken:
+    model: sleepy.py:broken
+    search: {num_samples: 1, space: {strength: {type: float, low: 0.0, high: 1.0}}}
 """
 
 
@@ -234,9 +240,14 @@ def test_trials_of_every_model_run_at_the_same_time(ray_runtime, project):
     (project / "specs.yaml").write_text(textwrap.dedent(CONCURRENT))
     loaded = load_spec(project / "specs.yaml")
     result = run_experiment(loaded, validate(loaded))
-    trials = _runs(result, "trial")
+    everything = _runs(result, "trial")
+    (broken,) = [r for r in everything if r.data.tags[MODEL_TAG] == "broken"]
+    assert broken.info.status == "FAILED" and broken.data.tags[ERROR_TAG] == "ValueError: cannot fit this"
+    trials = [r for r in everything if r is not broken]
     assert len(trials) == 6
     assert _most_at_once(trials) == 2  # both CPUs of the shared runtime busy, never more
+    after_failure = [r for r in trials if r.info.start_time >= broken.info.end_time]
+    assert len(after_failure) >= 2 and _most_at_once(after_failure) == 2  # a failure frees its CPU
     models_seen_while_other_runs = {
         (a.data.tags[MODEL_TAG], b.data.tags[MODEL_TAG]) for a in trials for b in trials
         if a is not b and a.info.start_time < b.info.end_time and b.info.start_time < a.info.end_time}

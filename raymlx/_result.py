@@ -1,0 +1,20 @@
+"""How a trial that raised is reported: as a result that says so, not as a Tune error.
+
+A Tune error costs the worker process (a new one takes seconds to start) and, with
+actor reuse, has been seen to leave its CPU reserved so the rest of the run went one
+trial at a time. A failed evaluation therefore reports these keys and ends normally.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FAILED_KEY", "ERROR_KEY", "failure_of"]
+
+FAILED_KEY = "trial_failed"   # 1.0 in the result of a trial whose evaluation raised
+ERROR_KEY = "trial_error"     # "ValueError: ..." (the last line of its traceback)
+
+
+def failure_of(result: dict | None) -> str | None:
+    """The error of a failed trial's result, or ``None`` for a trial that scored."""
+    if result and result.get(FAILED_KEY):
+        return str(result.get(ERROR_KEY, "unknown error"))
+    return None
