@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import ray
 from ray import tune
 
-from raymlx._result import ERROR_KEY, FAILED_KEY
+from raymlx._result import ERROR_KEY, FAILED_KEY, NODE_KEY
 from raymlx.checks import MODEL_PACKAGE
 from raymlx.metrics import get_metric, score
 from raymlx.models.base import build_model
@@ -88,4 +89,4 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             logger.warning("trial of %s failed (attempt %d of %d)", config["model"], attempt + 1,
                            plan.max_failures + 1, exc_info=True)
             result = {FAILED_KEY: 1.0, ERROR_KEY: f"{type(exc).__name__}: {exc}"}
-    tune.report(result)
+    tune.report({**result, NODE_KEY: ray.get_runtime_context().get_node_id()})

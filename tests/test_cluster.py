@@ -1,0 +1,73 @@
+"""Scale out: the same spec on a two-node Ray cluster (a head and a worker started with `ray start` on this machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.test_tune import CONCURRENT, SLEEPY
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _kill_cluster(marker: str) -> None:
+    """End only this cluster's processes (``ray stop`` would end every Ray on the machine)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def two_nodes():
+    temp_dir = tempfile.mkdtemp(prefix="rmxc", dir="/tmp")
+    port = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # a loopback test cluster: no token to hand around
+    common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    try:
+        subprocess.run([RAY, "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}",
+                        "--include-dashboard=false", *common], env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *common], env=env, check=True,
+                       capture_output=True, timeout=120)
+        yield f"127.0.0.1:{port}", env
+    finally:
+        _kill_cluster(temp_dir)
+        _kill_cluster(f"127.0.0.1:{port}")
+
+
+def test_trials_are_placed_on_both_nodes(two_nodes, project):
+    address, env = two_nodes
+    (project / "sleepy.py").write_text(SLEEPY)
+    (project / "specs.yaml").write_text(textwrap.dedent(CONCURRENT))
+    process = subprocess.run([sys.executable, "-m", "raymlx.cli", "tune", str(project / "specs.yaml"),
+                              "--address", address], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "champion:" in process.stdout
+    results = [json.loads(line) for path in (project / ".raymlx" / "ray_results").rglob("result.json")
+               for line in path.read_text().splitlines() if line.strip()]
+    nodes = Counter(r["node_id"] for r in results)
+    assert len(results) == 7 and len(nodes) == 2, nodes  # the spec's own files reached the worker node too
