@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,18 +27,22 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _kill_cluster(marker: str) -> None:
-    """End only this cluster's processes (``ray stop`` would end every Ray on the machine)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline:
+def _uses(pid: Path, marker: str) -> bool:
+    """Whether a process names the marker on its command line or holds a file under it open (its logs)."""
+    try:
+        if marker in (pid / "cmdline").read_bytes().decode(errors="replace"):
+            return True
+        return any(os.readlink(fd).startswith(marker) for fd in (pid / "fd").iterdir())
+    except OSError:
+        return False
+
+
+def _kill_cluster(temp_dir: str) -> None:
+    """End only this cluster's processes (``ray stop`` would end every Ray runtime on the machine)."""
+    for pid in Path("/proc").iterdir():
+        if pid.name.isdigit() and int(pid.name) != os.getpid() and _uses(pid, temp_dir):
             try:
-                os.kill(int(entry.name), signal.SIGKILL)
+                os.kill(int(pid.name), signal.SIGKILL)
             except ProcessLookupError:
                 pass
 
@@ -56,7 +61,7 @@ def two_nodes():
         yield f"127.0.0.1:{port}", env
     finally:
         _kill_cluster(temp_dir)
-        _kill_cluster(f"127.0.0.1:{port}")
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_trials_are_placed_on_both_nodes(two_nodes, project):
