@@ -252,3 +252,39 @@ def test_trials_of_every_model_run_at_the_same_time(ray_runtime, project):
         (a.data.tags[MODEL_TAG], b.data.tags[MODEL_TAG]) for a in trials for b in trials
         if a is not b and a.info.start_time < b.info.end_time and b.info.start_time < a.info.end_time}
     assert ("first", "second") in models_seen_while_other_runs
+
+
+SAME_EITHER_WAY = """
+name: either-way
+task: regression
+data: {uri: data/diabetes.csv, target: progression}
+validation: {folds: 3}
+models:
+  ridge:
+    model: sklearn.linear_model:Ridge
+    search: {algorithm: random, num_samples: 4, space: {alpha: {type: float, low: 0.01, high: 10.0, log: true}}}
+  tree:
+    model: sklearn.tree:DecisionTreeRegressor
+    params: {random_state: 0}
+    search: {algorithm: random, num_samples: 4, space: {max_depth: {type: int, low: 1, high: 8}}}
+"""
+
+
+def _logged(result) -> list:
+    """What each trial run holds: its model, parameters, and every metric raymlx reports (with values)."""
+    skip = ("time_", "timestamp", "training_iteration", "iterations_since_restore", "done", "pid", "fit_time_s")
+    return sorted((r.data.tags[MODEL_TAG], tuple(sorted(r.data.params.items())),
+                   tuple(sorted((k, round(v, 9)) for k, v in r.data.metrics.items() if not k.startswith(skip))))
+                  for r in _runs(result, "trial"))
+
+
+def test_running_trials_at_once_changes_nothing_that_is_logged(ray_runtime, project):
+    (project / "specs.yaml").write_text(textwrap.dedent(SAME_EITHER_WAY))
+    one_by_one = load_spec(project / "specs.yaml", overrides=["runtime.max_concurrent_trials=1",
+                                                              "tracking.experiment=one-by-one"])
+    at_once = load_spec(project / "specs.yaml", overrides=["tracking.experiment=at-once"])
+    slow, fast = (run_experiment(s, validate(s)) for s in (one_by_one, at_once))
+    assert len(_logged(fast)) == 8
+    assert _logged(fast) == _logged(slow)
+    metric_keys = {k for r in _runs(fast, "trial") for k in r.data.metrics}
+    assert {"rmse", "rmse_std", "rmse_fold0", "rmse_fold2", "fit_time_s"} <= metric_keys
