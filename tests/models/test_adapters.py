@@ -116,6 +116,23 @@ class TestAdapterContract:
         unfitted = cloudpickle.loads(cloudpickle.dumps(fitted.build()))
         assert type(unfitted) is type(fitted.model)
 
+    def test_mlflow_model_round_trip_forecasts_the_fold_window(self, fitted, tmp_path):
+        """Refit as a champion on the fold's training rows, saved and loaded as an MLflow model."""
+        import mlflow.pyfunc
+
+        from raymlx.champion import ChampionModel, fit_predictor
+
+        history = FRAME.iloc[FOLD.train]
+        predictor = fit_predictor(history, PIPELINE, fitted.build(), target="y", input_columns=["date"],
+                                  forecasting=True, time_column="date", horizon=HORIZON)
+        mlflow.pyfunc.save_model(str(tmp_path / "model"), python_model=ChampionModel(predictor, {}))
+        loaded = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+        forecast = loaded.unwrap_python_model().forecast(HORIZON)
+        assert list(forecast.index) == list(FRAME.index[FOLD.valid])
+        np.testing.assert_allclose(forecast.to_numpy(), fitted.predictions, rtol=1e-6)
+        rows = pd.DataFrame({"date": FRAME.index[FOLD.valid][:3]})
+        np.testing.assert_allclose(loaded.predict(rows), fitted.predictions[:3], rtol=1e-6)
+
 
 # ---- construction, imports and errors -------------------------------------------------------------
 
