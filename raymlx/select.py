@@ -76,14 +76,15 @@ def _requirements(extra_modules: list[str]) -> list[str]:
     return pins
 
 
-def log_champion(predictor: FittedPredictor, *, run_id: str, registered_model: str, code_paths: list[str],
-                 metadata: dict[str, Any], sample: pd.DataFrame) -> tuple[str, str]:
+def log_champion(predictor: FittedPredictor, *, run_id: str, experiment_id: str, registered_model: str,
+                 code_paths: list[str], metadata: dict[str, Any], sample: pd.DataFrame) -> tuple[str, str]:
     """Log the champion as a pyfunc model in ``run_id``, register it and point the alias at it.
 
     Returns:
         The registered model URI with alias, and the new version.
     """
     extras = [m for m in ("prophet", "darts") if m in sys.modules]
+    mlflow.set_experiment(experiment_id=experiment_id)  # the fluent API checks the run against it
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model", python_model=ChampionModel(predictor, metadata),

@@ -63,10 +63,19 @@ def start_runs(client: MlflowClient, experiment_id: str, *, name: str, models: l
 class TrialRunCallback(MLflowLoggerCallback):
     """``MLflowLoggerCallback`` whose trial runs nest under their model's parent run."""
 
-    def __init__(self, *, parent_runs: dict[str, str], session_id: str, **kwargs) -> None:
+    def __init__(self, *, parent_runs: dict[str, str], session_id: str, experiment_id: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.parent_runs = parent_runs
         self.session_id = session_id
+        self.experiment_id = experiment_id
+
+    def setup(self, *args, **kwargs) -> None:
+        # By id, not by name: the parent class would take $MLFLOW_EXPERIMENT_ID first, which
+        # mlflow.set_experiment leaves behind, and log to whatever experiment ran last in this process.
+        self.mlflow_util.setup_mlflow(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri,
+                                      experiment_id=self.experiment_id, tracking_token=self.tracking_token)
+        self.tags = self.tags or {}
+        self._trial_runs = {}
 
     def log_trial_start(self, trial) -> None:
         model = trial.config["model"]

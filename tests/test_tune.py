@@ -278,7 +278,9 @@ def _logged(result) -> list:
                   for r in _runs(result, "trial"))
 
 
-def test_running_trials_at_once_changes_nothing_that_is_logged(ray_runtime, project):
+def test_running_trials_at_once_changes_nothing_that_is_logged(ray_runtime, project, monkeypatch):
+    # What mlflow.set_experiment leaves in the environment must not steer raymlx's runs elsewhere.
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "0")
     (project / "specs.yaml").write_text(textwrap.dedent(SAME_EITHER_WAY))
     one_by_one = load_spec(project / "specs.yaml", overrides=["runtime.max_concurrent_trials=1",
                                                               "tracking.experiment=one-by-one"])
