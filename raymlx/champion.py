@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,9 @@ class FittedPredictor:
 
     For forecasting, ``history`` is the frame the predictor was fitted on: a
     forecast appends the requested timestamps to it (with unknown values) and
-    builds their features from the past, as each fold did at its cutoff.
+    builds their features from the past, as each fold did at its cutoff. The
+    ``future_columns`` are known over the forecast window: a forecast takes their
+    values for the forecast times from the caller.
     """
 
     pipeline: Pipeline
@@ -33,15 +35,20 @@ class FittedPredictor:
     pipeline_unfitted: Pipeline | None = None
     feature_columns: list[str] | None = None
     max_horizon: int | None = None
+    future_columns: list[str] = field(default_factory=list)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({"future_columns": [], **state})  # champions pickled before future columns
 
     def features(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """Features of raw input rows (for forecasting: rows holding the times to forecast).
+        """Features of raw input rows (for forecasting: rows holding the times to forecast and the future columns).
 
         Raises:
-            ValueError: When the pipeline dropped input rows.
+            ValueError: When the pipeline dropped input rows, or rows to forecast lack a future column.
         """
         if self.history is not None:
-            return self._future_features(self.history, pd.DatetimeIndex(pd.to_datetime(rows[self.time_column])))
+            times = pd.DatetimeIndex(pd.to_datetime(rows[self.time_column]))
+            return self._future_features(self.history, times, rows if self.future_columns else None)
         # Fresh labels: steps that remember their training rows by label must not mistake these for them.
         relabelled = rows[self.input_columns].set_axis(pd.RangeIndex(-len(rows), 0))
         features = self.pipeline.transform(relabelled).drop(columns=[self.target], errors="ignore")
@@ -49,13 +56,37 @@ class FittedPredictor:
             raise ValueError(f"the pipeline dropped {len(rows) - len(features)} of {len(rows)} input rows")
         return features.set_axis(rows.index)
 
-    def _future_features(self, history: pd.DataFrame, times: pd.DatetimeIndex) -> pd.DataFrame:
+    def _future_features(self, history: pd.DataFrame, times: pd.DatetimeIndex,
+                         known: pd.DataFrame | None = None) -> pd.DataFrame:
         times = times.rename(history.index.name)
         future = pd.DataFrame(np.nan, index=times, columns=history.columns)
+        if self.future_columns:
+            values = self._future_values(known, times)
+            for column in self.future_columns:
+                future[column] = values[column].to_numpy()
         frame = self.pipeline.transform(pd.concat([history, future]))
         if not times.isin(frame.index).all():
             raise ValueError("the pipeline dropped rows to forecast; steps may drop training rows only")
         return frame.loc[times, self.feature_columns]
+
+    def _future_values(self, future: pd.DataFrame | None, times: pd.DatetimeIndex) -> pd.DataFrame:
+        """The future columns at ``times``, from a frame indexed by time or holding the time column."""
+        needed = f"{', '.join(self.future_columns)} for {times[0]} to {times[-1]}"
+        if future is None:
+            raise ValueError(f"this champion needs the future values of {needed}: pass them as future=")
+        if self.time_column in future.columns:
+            future = future.set_index(self.time_column)
+        missing = [c for c in self.future_columns if c not in future.columns]
+        if missing:
+            raise ValueError(f"future lacks the column(s) {', '.join(missing)}; it needs {needed}")
+        index = pd.DatetimeIndex(pd.to_datetime(future.index))
+        if index.has_duplicates:
+            raise ValueError(f"future has the time {index[index.duplicated()][0]} twice")
+        absent = times[~times.isin(index)]
+        if len(absent):
+            raise ValueError(f"future lacks the time(s) {', '.join(str(t) for t in absent[:5])}"
+                             f"{' ...' if len(absent) > 5 else ''}; it needs {needed}")
+        return future.set_axis(index)[self.future_columns].loc[times]
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.model.predict(self.features(rows)))
@@ -66,7 +97,8 @@ class FittedPredictor:
         return pd.tseries.frequencies.to_offset(pd.infer_freq(self.history.index[-10:]) or
                                                 (self.history.index[-1] - self.history.index[-2]))
 
-    def forecast(self, horizon: int, *, history: pd.DataFrame | None = None) -> pd.Series:
+    def forecast(self, horizon: int, *, history: pd.DataFrame | None = None,
+                 future: pd.DataFrame | None = None) -> pd.Series:
         """Forecast ``horizon`` steps after the end of the training data, or of a history the caller gives.
 
         With a history (indexed by time, with the target and the data's columns),
@@ -75,11 +107,15 @@ class FittedPredictor:
         it with the champion's parameters; a model on pipeline features keeps its
         fit and builds the features from the given history.
 
+        A champion with future columns needs ``future``: a frame indexed by time
+        (or holding the time column) with those columns for every forecast time.
+
         Returns:
             Forecasts indexed by their times.
 
         Raises:
-            ValueError: For a horizon beyond the one the champion was validated on.
+            ValueError: For a horizon beyond the one the champion was validated on, or a
+                ``future`` missing (or lacking a column or a time) when the champion has future columns.
         """
         if self.history is None:
             raise TypeError("this champion was not trained for forecasting")
@@ -92,17 +128,20 @@ class FittedPredictor:
         if history is not self.history and getattr(self.model, "refit_on_history", False):
             predictor = fit_predictor(history, self.pipeline_unfitted or self.pipeline, copy.deepcopy(self.model),
                                       target=self.target, input_columns=self.input_columns,
-                                      forecasting=True, time_column=self.time_column, horizon=self.max_horizon)
-        values = predictor.model.predict(predictor._future_features(history, times))
+                                      forecasting=True, time_column=self.time_column, horizon=self.max_horizon,
+                                      future_columns=self.future_columns)
+        values = predictor.model.predict(predictor._future_features(history, times, future))
         return pd.Series(np.asarray(values, dtype=float), index=times, name=self.target)
 
 
 def fit_predictor(frame: pd.DataFrame, pipeline: Pipeline, model: Any, *, target: str, input_columns: list[str],
-                  forecasting: bool, time_column: str | None, horizon: int = 1) -> FittedPredictor:
+                  forecasting: bool, time_column: str | None, horizon: int = 1,
+                  future_columns: list[str] | tuple = ()) -> FittedPredictor:
     """Fit the pipeline and model on every row (the champion's refit).
 
     For forecasting, the features are those known ``horizon`` steps past the data's
-    end, as in every fold.
+    end, as in every fold; the probe of those steps holds the history's last values
+    of the future columns (known there, whatever their values).
     """
     fitted = pipeline.fit(frame)
     features = fitted.transform(frame).drop(columns=[target], errors="ignore")
@@ -110,16 +149,19 @@ def fit_predictor(frame: pd.DataFrame, pipeline: Pipeline, model: Any, *, target
         model.fit(features, frame[target].loc[features.index])
         return FittedPredictor(fitted, model, target, input_columns)
     predictor = FittedPredictor(fitted, model, target, input_columns, time_column, frame, pipeline,
-                                feature_columns=list(features.columns), max_horizon=horizon)
+                                feature_columns=list(features.columns), max_horizon=horizon,
+                                future_columns=list(future_columns))
     future = pd.date_range(frame.index[-1], periods=horizon + 1, freq=predictor.frequency)[1:]
-    predictor.feature_columns = known_columns(predictor._future_features(frame, future))
+    probe = pd.DataFrame({c: frame[c].iloc[-1] for c in future_columns}, index=future)
+    predictor.feature_columns = known_columns(predictor._future_features(frame, future, probe))
     features = complete_rows(features[predictor.feature_columns])
     model.fit(features, frame[target].loc[features.index])
     return predictor
 
 
 class ChampionModel(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc wrapper: ``predict`` takes raw input rows (for forecasting: the times to forecast)."""
+    """MLflow pyfunc wrapper: ``predict`` takes raw input rows (for forecasting: the times to forecast, with the
+    future columns' values at those times)."""
 
     def __init__(self, predictor: FittedPredictor, metadata: dict[str, Any]) -> None:
         self.predictor = predictor
@@ -128,6 +170,7 @@ class ChampionModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
         return self.predictor.predict(model_input)
 
-    def forecast(self, horizon: int, *, history: pd.DataFrame | None = None) -> pd.Series:
+    def forecast(self, horizon: int, *, history: pd.DataFrame | None = None,
+                 future: pd.DataFrame | None = None) -> pd.Series:
         """See :meth:`FittedPredictor.forecast`; reach it with ``load_model(uri).unwrap_python_model()``."""
-        return self.predictor.forecast(horizon, history=history)
+        return self.predictor.forecast(horizon, history=history, future=future)

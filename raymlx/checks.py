@@ -31,11 +31,17 @@ GRID_LIMIT = 10_000
 
 
 def check_task(spec: Spec) -> Found:
-    """Forecasting needs a time column, a horizon and a time-ordered fold plan; a sliding window needs its size."""
+    """Forecasting needs a time column, a horizon and a time-ordered fold plan; a sliding window needs its size.
+
+    Future columns are for forecasting only and are inputs: neither the target nor the time column.
+    """
     if spec.strategy == "sliding_window" and spec.validation.window is None:
         yield (("validation",), "sliding_window needs 'window' (training rows before each cutoff)")
     if spec.task != "forecasting":
+        if spec.data.future_columns:
+            yield (("data", "future_columns"), f"future_columns are for forecasting only, but the task is '{spec.task}'")
         return
+    yield from _check_future_columns(spec)
     if spec.data.time_column is None:
         yield (("data",), "forecasting needs 'time_column'")
     if spec.validation.horizon is None:
@@ -43,6 +49,15 @@ def check_task(spec: Spec) -> Found:
     if spec.strategy not in ("expanding_window", "sliding_window"):
         yield (("validation", "strategy"),
                f"forecasting needs expanding_window or sliding_window, but got '{spec.strategy}'")
+
+
+def _check_future_columns(spec: Spec) -> Found:
+    roles = {spec.data.target: "the target", spec.data.time_column: "the time column"}
+    for i, column in enumerate(spec.data.future_columns):
+        if column in roles:
+            yield (("data", "future_columns", i),
+                   f"future_columns must not hold {roles[column]} '{column}': a future column is an input "
+                   "known over the forecast window")
 
 
 def check_metric(spec: Spec, base_dir: str) -> Found:

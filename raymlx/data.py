@@ -52,6 +52,7 @@ def missing_columns(frame: pd.DataFrame, data: DataSpec) -> dict[str, str]:
     """Map each spec field naming an absent column to a message saying so."""
     named = {"target": data.target, "time_column": data.time_column}
     named.update({f"columns.{i}": c for i, c in enumerate(data.columns or [])})
+    named.update({f"future_columns.{i}": c for i, c in enumerate(data.future_columns)})
     present = [str(c) for c in frame.columns]
     return {
         field: f"column '{column}' not in the data{suggest(column, present)} (columns: {', '.join(present)})"
@@ -82,7 +83,7 @@ def prepare_frame(frame: pd.DataFrame, data: DataSpec, *, uri: str, forecasting:
     if missing := missing_columns(frame, data):
         raise DataError("; ".join(f"data.{k}: {v}" for k, v in missing.items()))
     if data.columns is not None:
-        keep = [c for c in [data.time_column, *data.columns, data.target] if c is not None]
+        keep = [c for c in [data.time_column, *data.columns, *data.future_columns, data.target] if c is not None]
         frame = frame[list(dict.fromkeys(keep))]
     frame = frame.dropna(subset=[data.target])
     if frame.empty:

@@ -16,13 +16,14 @@ import copy
 import inspect
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
 from raymlx.registry import resolve
 
-__all__ = ["Pipeline", "FunctionStep", "FoldData", "build_pipeline", "expand_steps", "fold_features", "complete_rows", "known_columns", "make_step", "STEP_PACKAGE"]
+__all__ = ["Pipeline", "FunctionStep", "FoldData", "build_pipeline", "expand_steps", "fold_features", "hide_unknown",
+           "complete_rows", "known_columns", "make_step", "STEP_PACKAGE"]
 
 STEP_PACKAGE = "raymlx.steps"
 
@@ -109,11 +110,12 @@ class FoldData:
 
 
 def fold_features(frame: pd.DataFrame, fold: Any, pipeline: Pipeline, *, target: str,
-                  forecasting: bool) -> FoldData:
+                  forecasting: bool, future_columns: Sequence[str] = ()) -> FoldData:
     """Fit the pipeline on a fold's training rows and compute both parts' features.
 
     The pipeline sees the training rows followed by the validation rows. For
-    forecasting, every value of the validation rows is hidden (NaN) first: their
+    forecasting, every value of the validation rows is hidden (NaN) first, but for
+    the ``future_columns`` (known over the window at the cutoff): their
     features can only come from what was known at the cutoff, so no step can leak
     the future, a column with no value in the window (a raw reading that is
     only known later) is left out of both parts, and training rows without every
@@ -126,7 +128,7 @@ def fold_features(frame: pd.DataFrame, fold: Any, pipeline: Pipeline, *, target:
     train_rows = frame.iloc[fold.train]
     valid_rows = frame.iloc[fold.valid]
     if forecasting:
-        valid_rows = pd.DataFrame(float("nan"), index=valid_rows.index, columns=valid_rows.columns)
+        valid_rows = hide_unknown(valid_rows, future_columns)
     fitted = pipeline.fit(train_rows)
     features = fitted.transform(pd.concat([train_rows, valid_rows]))
     features = features.drop(columns=[target], errors="ignore")
@@ -140,6 +142,14 @@ def fold_features(frame: pd.DataFrame, fold: Any, pipeline: Pipeline, *, target:
         X_train, X_valid = complete_rows(X_train[known]), X_valid[known]
     y = frame[target]
     return FoldData(X_train, y.loc[X_train.index], X_valid, y.loc[X_valid.index])
+
+
+def hide_unknown(rows: pd.DataFrame, future_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Rows of a forecast window as known at its cutoff: NaN everywhere but in the future columns."""
+    hidden = pd.DataFrame(float("nan"), index=rows.index, columns=rows.columns)
+    for column in future_columns:
+        hidden[column] = rows[column]
+    return hidden
 
 
 def complete_rows(X: pd.DataFrame) -> pd.DataFrame:

@@ -26,6 +26,9 @@ class DataSpec(SpecModel):
     target: str = Field(description="Column to predict.")
     time_column: str | None = Field(None, description="Column holding the timestamp; required for forecasting.")
     columns: list[str] | None = Field(None, description="Input columns to use; default: every column but the target.")
+    future_columns: list[str] = Field(default_factory=list, description=(
+        "Forecasting: columns whose values over the forecast window are known at the cutoff (planned events, "
+        "weather forecasts); every other column is known only up to the cutoff."))
     format: Literal["csv", "parquet"] | None = Field(None, description="File format; default: from the file suffix.")
     read_options: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for pandas.read_csv / read_parquet.")
 

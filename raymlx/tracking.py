@@ -83,6 +83,10 @@ class TrialRunCallback(MLflowLoggerCallback):
                      "mlflow.parentRunId": self.parent_runs[model]}
         super().log_trial_start(trial)
 
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        # Tune's trial id is random hex: an all-digit one would be logged as a "metric".
+        super().log_trial_result(iteration, trial, {k: v for k, v in result.items() if k != "trial_id"})
+
     def log_trial_end(self, trial, failed: bool = False) -> None:
         error = failure_of(trial.last_result) or (error_summary(trial) if failed else None)
         if error is not None:

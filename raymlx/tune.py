@@ -83,7 +83,8 @@ def compute_fold_features(spec: Spec, frame: pd.DataFrame, folds: list[Fold], *,
         pipeline = build_pipeline(name, spec.pipelines, base_dir=base_dir)
         try:
             result[name] = [fold_features(frame, f, pipeline, target=spec.data.target,
-                                          forecasting=spec.task == "forecasting") for f in folds]
+                                          forecasting=spec.task == "forecasting",
+                                          future_columns=spec.data.future_columns) for f in folds]
         except Exception as exc:
             raise PipelineFailed(f"pipeline '{name}' failed: {type(exc).__name__}: {exc}") from exc
     return result
@@ -220,6 +221,7 @@ def _tune(spec, features, metric, base_dir, session: _Session, on_progress) -> _
     progress = ProgressCallback({n: b for n, (_, b) in searches.items()}, metric=metric.name, mode=metric.mode,
                                 on_update=on_progress)
     mlflow_callback = TrialRunCallback(parent_runs=session.parents, session_id=session.session_id,
+                                       experiment_id=session.experiment_id,
                                        tracking_uri=session.tracking_uri,
                                        experiment_name=spec.experiment_name)
     storage = spec.runtime.storage_path or str(Path(base_dir, ".raymlx", "ray_results").resolve())
@@ -258,15 +260,18 @@ def _register_champion(loaded: LoadedSpec, frame: pd.DataFrame, best: Leaderboar
                         {**entry.params, **best.params})
     pipeline = build_pipeline(entry.pipeline, spec.pipelines, base_dir=base_dir)
     forecasting = spec.task == "forecasting"
-    inputs = [spec.data.time_column] if forecasting else [c for c in frame.columns if c != spec.data.target]
+    future_columns = list(spec.data.future_columns)
+    inputs = ([spec.data.time_column, *future_columns] if forecasting
+              else [c for c in frame.columns if c != spec.data.target])
     predictor = fit_predictor(frame, pipeline, model, target=spec.data.target, input_columns=inputs,
                               forecasting=forecasting, time_column=spec.data.time_column,
-                              horizon=spec.validation.horizon or 1)
+                              horizon=spec.validation.horizon or 1, future_columns=future_columns)
     sample = _sample_input(frame, spec, inputs)
     metadata = {"model": best.model, "metric": metric.name, "score": best.score, "task": spec.task,
                 "target": spec.data.target, "params": best.params}
     mlflow.set_tracking_uri(result.tracking_uri)
-    uri, version = log_champion(predictor, run_id=result.session_run_id, registered_model=spec.registered_model_name,
+    uri, version = log_champion(predictor, run_id=result.session_run_id, experiment_id=result.experiment_id,
+                                registered_model=spec.registered_model_name,
                                 code_paths=user_code_paths(spec, base_dir), metadata=metadata, sample=sample)
     result.champion, result.champion_uri, result.champion_version = best.model, uri, version
 
@@ -274,6 +279,9 @@ def _register_champion(loaded: LoadedSpec, frame: pd.DataFrame, best: Leaderboar
 def _sample_input(frame: pd.DataFrame, spec: Spec, inputs: list[str]) -> pd.DataFrame:
     if spec.task != "forecasting":
         return frame[inputs].head(5).reset_index(drop=True)
+    horizon = spec.validation.horizon or 1
     step = pd.infer_freq(frame.index[-10:]) or (frame.index[-1] - frame.index[-2])
-    times = pd.date_range(frame.index[-1], periods=(spec.validation.horizon or 1) + 1, freq=step)[1:]
-    return pd.DataFrame({spec.data.time_column: times})
+    times = pd.date_range(frame.index[-1], periods=horizon + 1, freq=step)[1:]
+    # The future columns' last known values stand in for theirs over the window (a typed example only).
+    future = {c: frame[c].iloc[-horizon:].to_numpy() for c in spec.data.future_columns}
+    return pd.DataFrame({spec.data.time_column: times, **future})

@@ -50,6 +50,15 @@ CASES = [
     pytest.param("forecasting_with_kfold", [
         "forecasting_with_kfold.yaml:8:3: validation.strategy: forecasting needs expanding_window or "
         "sliding_window, but got 'kfold'"], id="forecasting-with-kfold"),
+    pytest.param("future_columns_not_forecasting", [
+        "future_columns_not_forecasting.yaml:7:3: data.future_columns: future_columns are for forecasting only, "
+        "but the task is 'regression'"], id="future-columns-need-forecasting"),
+    pytest.param("future_columns_with_target", [
+        "future_columns_with_target.yaml:7:24: data.future_columns.1: future_columns must not hold the target 'y': "
+        "a future column is an input known over the forecast window"], id="future-columns-without-target"),
+    pytest.param("future_columns_with_time", [
+        "future_columns_with_time.yaml:7:20: data.future_columns.0: future_columns must not hold the time column "
+        "'date': a future column is an input known over the forecast window"], id="future-columns-without-time"),
     # metric
     pytest.param("metric_wrong_task", [
         "metric_wrong_task.yaml:7:3: metric.name: metric 'rmse' does not fit task 'classification'"],
@@ -108,6 +117,9 @@ CASES = [
     pytest.param("time_column_missing", [
         "time_column_missing.yaml:6:3: data.time_column: column 'day' not in the data "
         "(columns: date, x1, x2, y, label)"], id="time-column-missing"),
+    pytest.param("future_column_missing", [
+        "future_column_missing.yaml:8:20: data.future_columns.0: column 'x3' not in the data "
+        "(columns: date, x1, x2, y, label)"], id="future-column-missing"),
     pytest.param("too_few_rows", [
         "too_few_rows.yaml:7:1: validation: 36 rows are too few for 6 folds of horizon 6: need more than 36"],
         id="too-few-rows-for-windows"),

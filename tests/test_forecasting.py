@@ -117,3 +117,65 @@ def test_every_trial_run_belongs_to_a_model_parent(experiment):
     trials = client.search_runs([result.experiment_id], f"tags.`{ROLE_TAG}` = 'trial'", max_results=500)
     counts = pd.Series([t.data.tags[MODEL_TAG] for t in trials]).value_counts().to_dict()
     assert counts == {row.model: row.trials for row in result.leaderboard}
+
+
+KNOWN_AHEAD_SPEC = """
+name: {name}
+task: forecasting
+data: {{uri: known.csv, target: y, time_column: date{future}}}
+validation: {{folds: 3, horizon: 7}}
+metric: {{name: rmse}}
+tracking: {{uri: "sqlite:///{name}.db"}}
+pipelines:
+  lagged: [{{step: lags, params: {{columns: [y], lags: [7]}}}}]
+models:
+  ridge:
+    model: sklearn.linear_model:Ridge
+    pipeline: lagged
+    params: {{alpha: 0.001}}
+    search: {{num_samples: 1}}
+"""
+
+
+@pytest.fixture(scope="module")
+def known_ahead(ray_runtime, tmp_path_factory):
+    """A daily series driven by a column known ahead (y = 5x + noise), tuned with and without declaring it."""
+    root = tmp_path_factory.mktemp("known_ahead")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, 150)
+    dates = pd.date_range("2024-01-01", periods=150, freq="D")
+    pd.DataFrame({"date": dates, "x": x, "y": 5 * x + rng.normal(0, 0.05, 150)}).to_csv(root / "known.csv", index=False)
+    results = {}
+    for name, future in (("declared", ", future_columns: [x]"), ("undeclared", "")):
+        (root / f"{name}.yaml").write_text(KNOWN_AHEAD_SPEC.format(name=name, future=future))
+        loaded = load_spec(root / f"{name}.yaml")
+        results[name] = loaded, run_experiment(loaded, validate(loaded))
+    return results
+
+
+def test_a_declared_future_column_is_used_in_the_window_and_scores_far_better(known_ahead):
+    (_, declared), (_, undeclared) = known_ahead["declared"], known_ahead["undeclared"]
+    assert declared.leaderboard[0].failed == undeclared.leaderboard[0].failed == 0
+    assert declared.leaderboard[0].score < 0.2 < 1.0 < undeclared.leaderboard[0].score
+
+
+def test_the_champion_forecasts_from_the_future_values_it_is_given(known_ahead):
+    loaded, result = known_ahead["declared"]
+    mlflow.set_tracking_uri(result.tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{loaded.spec.registered_model_name}@champion")
+    champion = model.unwrap_python_model()
+    times = pd.date_range("2024-05-30", periods=7, freq="D", name="date")
+    future = pd.DataFrame({"x": np.linspace(0, 1, 7)}, index=times)
+    ahead = champion.forecast(7, future=future)
+    assert list(ahead.index) == list(times)
+    np.testing.assert_allclose(ahead, 5 * future["x"], atol=0.2)
+    shifted = champion.forecast(7, future=future.assign(x=future["x"] + 1))
+    np.testing.assert_allclose(shifted - ahead, 5.0, atol=0.2)
+    rows = future.reset_index().iloc[:3]
+    np.testing.assert_allclose(model.predict(rows), ahead.iloc[:3].to_numpy())
+    with pytest.raises(ValueError, match="needs the future values of x"):
+        champion.forecast(7)
+    with pytest.raises(ValueError, match="future lacks the time"):
+        champion.forecast(7, future=future.iloc[:5])
+    with pytest.raises(ValueError, match=r"future lacks the column\(s\) x"):
+        champion.forecast(7, future=future.rename(columns={"x": "z"}))

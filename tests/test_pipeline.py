@@ -165,6 +165,25 @@ def test_forecasting_leaves_out_columns_unknown_in_the_window(daily):
     np.testing.assert_array_equal(data.X_valid["y_lag5"], daily["y"].iloc[10:15])
 
 
+def test_forecasting_keeps_declared_future_columns_in_the_window(daily):
+    """A column known ahead (planned events) keeps its window values; the rest stays hidden."""
+    seen: list[pd.DataFrame] = []
+
+    def record(frame: pd.DataFrame) -> pd.DataFrame:
+        seen.append(frame.copy())
+        return frame.assign(seen=frame["y"])
+
+    daily = daily.assign(z=np.arange(20, dtype=float) * 3)
+    data = fold_features(daily, last_days(daily, 5), Pipeline([FunctionStep(record)]), target="y",
+                         forecasting=True, future_columns=["x"])
+    (whole,) = [frame for frame in seen if len(frame) == len(daily)]
+    window = whole.loc[daily.index[15:]]
+    pd.testing.assert_series_equal(window["x"], daily["x"].iloc[15:])
+    assert window[["y", "z"]].isna().all().all()
+    assert list(data.X_valid.columns) == list(data.X_train.columns) == ["x"]
+    np.testing.assert_array_equal(data.X_valid["x"], daily["x"].iloc[15:])
+
+
 def test_without_forecasting_validation_rows_are_visible(daily):
     frame = daily.reset_index(drop=True)
     fold = Fold(0, np.arange(0, 20, 2), np.arange(1, 20, 2))

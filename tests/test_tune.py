@@ -272,7 +272,9 @@ models:
 
 def _logged(result) -> list:
     """What each trial run holds: its model, parameters, and every metric raymlx reports (with values)."""
-    skip = ("time_", "timestamp", "training_iteration", "iterations_since_restore", "done", "pid", "fit_time_s")
+    # trial_id: Ray's random hex id, logged as a metric by MLflowLoggerCallback when it happens to be all digits.
+    skip = ("time_", "timestamp", "training_iteration", "iterations_since_restore", "done", "pid", "fit_time_s",
+            "trial_id")
     return sorted((r.data.tags[MODEL_TAG], tuple(sorted(r.data.params.items())),
                    tuple(sorted((k, round(v, 9)) for k, v in r.data.metrics.items() if not k.startswith(skip))))
                   for r in _runs(result, "trial"))

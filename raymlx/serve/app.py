@@ -188,14 +188,18 @@ def _add_forecast_route(app: FastAPI, model: ServedModel, limits: Limits) -> Non
     time_column, target = predictor.time_column, predictor.target
     history_columns = [c for c in model.history_columns() if c.name != time_column]
     max_horizon = min(limits.max_horizon, getattr(predictor, "max_horizon", None) or limits.max_horizon)
+    future_columns = model.future_columns()
     request_model, response_model = forecast_models(history_columns, time_column=time_column, target=target,
-                                                    max_horizon=max_horizon, max_records=limits.max_records)
+                                                    max_horizon=max_horizon, max_records=limits.max_records,
+                                                    future=future_columns)
     columns = [Column(time_column, "datetime"), *history_columns]
+    ahead = [Column(time_column, "datetime"), *future_columns]
 
     async def forecast_route(body) -> Response:
         try:
             history = _indexed(body.history, columns, time_column)
-            series = model.forecast(body.horizon, history=history)
+            future = _indexed(getattr(body, "future", None), ahead, time_column)
+            series = model.forecast(body.horizon, history=history, future=future)
         except (ValueError, TypeError, KeyError) as exc:
             return _error(422, f"cannot forecast from this request: {type(exc).__name__}: {exc}")
         points = [{time_column: t.isoformat(), target: v} for t, v in zip(series.index, to_json_values(series.values))]

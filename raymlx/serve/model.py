@@ -176,9 +176,17 @@ class ServedModel:
         predictor = self.predictor
         return np.asarray(predictor.model.predict_proba(predictor.features(frame)))
 
-    def forecast(self, horizon: int, *, history: pd.DataFrame | None) -> pd.Series:
-        """What ``unwrap_python_model().forecast(horizon, history=...)`` returns."""
-        return self.python_model.forecast(horizon, history=history)
+    def future_columns(self) -> list[Column]:
+        """Columns whose values over the forecast window a forecast needs (each required)."""
+        names = list(getattr(self.predictor, "future_columns", None) or [])
+        return [Column(c.name, c.type) for c in self.history_columns() if c.name in names]
+
+    def forecast(self, horizon: int, *, history: pd.DataFrame | None,
+                 future: pd.DataFrame | None = None) -> pd.Series:
+        """What ``unwrap_python_model().forecast(horizon, history=..., future=...)`` returns."""
+        if future is None:  # a champion from before future columns takes no such argument
+            return self.python_model.forecast(horizon, history=history)
+        return self.python_model.forecast(horizon, history=history, future=future)
 
 
 def _input_example(pyfunc) -> pd.DataFrame | None:

@@ -83,14 +83,20 @@ def predict_models(columns: list[Column], *, max_records: int, classes: list | N
     return request, create_model("PredictResponse", **response_fields)
 
 
-def forecast_models(history: list[Column], *, time_column: str, target: str,
-                    max_horizon: int, max_records: int) -> tuple[type, type]:
-    """The request and response models of ``POST /forecast``."""
+def forecast_models(history: list[Column], *, time_column: str, target: str, max_horizon: int, max_records: int,
+                    future: list[Column] | None = None) -> tuple[type, type]:
+    """The request and response models of ``POST /forecast``; ``future`` makes the future rows required."""
     time = Column(time_column, "datetime")
     past = record_model("HistoryRecord", [time, *history],
                         doc="One past row: its time, the target and the data's other columns.")
+    extra: dict[str, Any] = {}
+    if future:
+        ahead = record_model("FutureRecord", [time, *future],
+                             doc="One forecast time and the values of the columns known ahead at that time.")
+        extra["future"] = (list[ahead], Field(min_length=1, max_length=max_records, description=(
+            f"The values of {', '.join(c.name for c in future)} at every forecast time (known ahead).")))
     request = create_model(
-        "ForecastRequest", __config__=_STRICT, __doc__="What to forecast.",
+        "ForecastRequest", __config__=_STRICT, __doc__="What to forecast.", **extra,
         horizon=(int, Field(ge=1, le=max_horizon, description=(
             f"Steps to forecast after the end of the history (at most {max_horizon}, the horizon it was validated on)."))),
         history=(list[past] | None, Field(None, min_length=1, max_length=max_records, description=(

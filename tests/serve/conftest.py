@@ -49,7 +49,8 @@ def register(store: str, name: str, predictor, sample: pd.DataFrame, **metadata)
         pass
     info = {"model": "test", "metric": "rmse", "score": 1.0, "task": "regression", "target": TARGET, "params": {},
             **metadata}
-    _, version = log_champion(predictor, run_id=run.info.run_id, registered_model=name, code_paths=[],
+    _, version = log_champion(predictor, run_id=run.info.run_id, experiment_id=run.info.experiment_id,
+                              registered_model=name, code_paths=[],
                               metadata=info, sample=sample)
     return version
 

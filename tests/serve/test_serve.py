@@ -210,6 +210,63 @@ def test_bad_forecast_request_gets_4xx(served, store, forecaster, body, message)
     assert message in reply.json()["error"]
 
 
+@pytest.fixture(scope="module")
+def known_ahead(store) -> str:
+    """A forecaster of y = 5x + noise where x is a future column (known over the forecast window)."""
+    series = daily_series()
+    series["x"] = np.random.default_rng(1).uniform(0, 1, len(series))
+    series["y"] = 5 * series["x"] + 0.1 * series["y"]
+    predictor = fit_predictor(series, Pipeline([Lags(["y"], [7])]), Ridge(alpha=0.01), target="y",
+                              input_columns=["date", "x"], forecasting=True, time_column="date", horizon=7,
+                              future_columns=["x"])
+    times = pd.date_range(series.index[-1], periods=8, freq="D")[1:]
+    sample = pd.DataFrame({"date": times, "x": series["x"].iloc[-7:].to_numpy()})
+    register(store, "known-ahead", predictor, sample, task="forecasting", target="y")
+    return "models:/known-ahead@champion"
+
+
+def future_records(days: int = 3, offset: float = 0.0) -> list[dict]:
+    """The forecast times right after ``daily_series()`` with values of x."""
+    times = pd.date_range("2024-04-30", periods=days, freq="D")
+    return [{"date": t.isoformat(), "x": 0.2 * i + offset} for i, t in enumerate(times)]
+
+
+def test_forecast_with_future_values_equals_the_champions_own(served, store, known_ahead):
+    use(served, known_ahead, store)
+    champion = mlflow.pyfunc.load_model(known_ahead).unwrap_python_model()
+    for offset in (0.0, 1.0):
+        records = future_records(offset=offset)
+        reply = post(served["url"], "/forecast", {"horizon": 3, "future": records})
+        assert reply.status_code == 200, reply.text
+        future = pd.DataFrame(records).assign(date=lambda f: pd.to_datetime(f["date"]))
+        expected = champion.forecast(3, future=future)
+        assert [p["y"] for p in reply.json()["forecast"]] == pytest.approx(expected.tolist())
+    low, high = (champion.forecast(3, future=pd.DataFrame(future_records(offset=o)).assign(
+        date=lambda f: pd.to_datetime(f["date"]))) for o in (0.0, 1.0))
+    assert (high - low).between(4, 6).all()
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    pytest.param({"horizon": 3}, "future: Field required", id="future-missing"),
+    pytest.param({"horizon": 3, "future": [{"date": "2024-04-30"}]}, "future.0.x", id="future-column-missing"),
+    pytest.param({"horizon": 3, "future": [{"date": "2024-04-30", "x": "high"}]}, "future.0.x",
+                 id="future-wrong-type"),
+    pytest.param({"horizon": 3, "future": future_records(2)}, "future lacks the time(s) 2024-05-02",
+                 id="future-time-missing"),
+])
+def test_bad_future_gets_4xx(served, store, known_ahead, body, message):
+    use(served, known_ahead, store)
+    reply = post(served["url"], "/forecast", body)
+    assert 400 <= reply.status_code < 500, reply.text
+    assert message in reply.json()["error"]
+
+
+def test_without_future_columns_future_is_not_accepted(served, store, forecaster):
+    use(served, forecaster, store)
+    reply = post(served["url"], "/forecast", {"horizon": 3, "future": future_records()})
+    assert reply.status_code == 422 and "future" in reply.json()["error"], reply.text
+
+
 def test_new_champion_rolls_in_without_a_failed_request(served, store, diabetes):
     use(served, "models:/diabetes@champion", store)
     url, old = served["url"], served["ref"]
