@@ -167,8 +167,9 @@ class _Session:
         return MlflowClient(self.tracking_uri)
 
     def end(self, *, status: str) -> None:
+        client = self.client
         for run_id in [*self.parents.values(), self.session_id]:
-            self.client.set_terminated(run_id, status=status)
+            client.set_terminated(run_id, status=status)
 
 
 def _open_session(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold]) -> _Session:
