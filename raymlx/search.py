@@ -59,7 +59,10 @@ class _Decoding(OptunaSearch):
 class ModelSearcher(Searcher):
     """Hands out trials from each model's own search, keeping every model's share of the run even.
 
-    A trial's config is ``{"model": name, "params": {...}}``.
+    Among models equally far through their budgets, the one whose trials have
+    taken longest goes first, so short trials fill the end of the run instead of
+    one long trial running alone there. A trial's config is
+    ``{"model": name, "params": {...}}``.
     """
 
     def __init__(self, searches: dict[str, tuple[Searcher | None, int]], *, metric: str, mode: str) -> None:
@@ -67,6 +70,7 @@ class ModelSearcher(Searcher):
         self._searches = dict(searches)
         self._budgets = {name: budget for name, (_, budget) in searches.items()}
         self._suggested = dict.fromkeys(searches, 0)
+        self._seconds: dict[str, list[float]] = {name: [] for name in searches}
         self._owner: dict[str, str] = {}
 
     @property
@@ -80,7 +84,7 @@ class ModelSearcher(Searcher):
         open_models = [n for n in self._searches if self._suggested[n] < self._budgets[n]]
         if not open_models:
             return Searcher.FINISHED
-        for name in sorted(open_models, key=lambda n: self._suggested[n] / self._budgets[n]):
+        for name in sorted(open_models, key=self._turn):
             searcher, _ = self._searches[name]
             params = searcher.suggest(trial_id) if searcher is not None else {}
             if params == Searcher.FINISHED:
@@ -93,6 +97,11 @@ class ModelSearcher(Searcher):
             return {"model": name, "params": params}
         return None
 
+    def _turn(self, name: str) -> tuple[float, float]:
+        """Least share of budget used first; among equals, longest trials first."""
+        seconds = self._seconds[name]
+        return self._suggested[name] / self._budgets[name], -(sum(seconds) / len(seconds) if seconds else 0.0)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         searcher = self._searcher_of(trial_id)
         if searcher is not None and failure_of(result) is None:
@@ -100,6 +109,8 @@ class ModelSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         searcher = self._searcher_of(trial_id)
+        if result and "time_this_iter_s" in result and trial_id in self._owner:
+            self._seconds[self._owner[trial_id]].append(float(result["time_this_iter_s"]))
         if searcher is not None and failure_of(result) is not None:
             searcher.on_trial_complete(trial_id, result=None, error=True)
         elif searcher is not None:

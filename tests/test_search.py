@@ -267,3 +267,17 @@ def test_choices_of_lists_are_searched_by_position_and_handed_out_as_written():
     searcher = ModelSearcher({"mlp": model_searcher(search, metric="rmse", mode="min")}, metric="rmse", mode="min")
     seen = [searcher.suggest(f"t{i}")["params"]["hidden_layer_sizes"] for i in range(3)]
     assert all(value in ([32], [64, 32]) for value in seen)
+
+
+def test_among_models_equally_through_their_budgets_the_slowest_goes_first():
+    from raymlx.spec import SearchSpec
+
+    search = SearchSpec.model_validate({"num_samples": 2, "space": {"a": {"type": "float", "low": 0.0, "high": 1.0}}})
+    names = ["quick", "slow", "medium"]
+    searcher = ModelSearcher({n: model_searcher(search, metric="rmse", mode="min") for n in names},
+                             metric="rmse", mode="min")
+    first = [searcher.suggest(f"t{i}") for i in range(3)]
+    assert [c["model"] for c in first] == names  # nothing measured yet: spec order
+    for i, seconds in enumerate([0.1, 5.0, 1.0]):
+        searcher.on_trial_complete(f"t{i}", {"rmse": 1.0, "time_this_iter_s": seconds})
+    assert [searcher.suggest(f"u{i}")["model"] for i in range(3)] == ["slow", "medium", "quick"]
