@@ -97,6 +97,10 @@ class FittedPredictor:
         return pd.tseries.frequencies.to_offset(pd.infer_freq(self.history.index[-10:]) or
                                                 (self.history.index[-1] - self.history.index[-2]))
 
+    def times_after(self, history: pd.DataFrame, horizon: int) -> pd.DatetimeIndex:
+        """The ``horizon`` times that follow a history's last one."""
+        return pd.date_range(history.index[-1], periods=horizon + 1, freq=self.frequency)[1:]
+
     def forecast(self, horizon: int, *, history: pd.DataFrame | None = None,
                  future: pd.DataFrame | None = None) -> pd.Series:
         """Forecast ``horizon`` steps after the end of the training data, or of a history the caller gives.
@@ -123,7 +127,7 @@ class FittedPredictor:
             raise ValueError(f"horizon must be between 1 and {self.max_horizon} (the horizon it was "
                              f"validated on), but got {horizon}")
         history = self.history if history is None else history.sort_index()
-        times = pd.date_range(history.index[-1], periods=horizon + 1, freq=self.frequency)[1:]
+        times = self.times_after(history, horizon)
         predictor = self
         if history is not self.history and getattr(self.model, "refit_on_history", False):
             predictor = fit_predictor(history, self.pipeline_unfitted or self.pipeline, copy.deepcopy(self.model),
@@ -151,7 +155,7 @@ def fit_predictor(frame: pd.DataFrame, pipeline: Pipeline, model: Any, *, target
     predictor = FittedPredictor(fitted, model, target, input_columns, time_column, frame, pipeline,
                                 feature_columns=list(features.columns), max_horizon=horizon,
                                 future_columns=list(future_columns))
-    future = pd.date_range(frame.index[-1], periods=horizon + 1, freq=predictor.frequency)[1:]
+    future = predictor.times_after(frame, horizon)
     probe = pd.DataFrame({c: frame[c].iloc[-1] for c in future_columns}, index=future)
     predictor.feature_columns = known_columns(predictor._future_features(frame, future, probe))
     features = complete_rows(features[predictor.feature_columns])

@@ -267,7 +267,7 @@ def _register_champion(loaded: LoadedSpec, frame: pd.DataFrame, best: Leaderboar
     predictor = fit_predictor(frame, pipeline, model, target=spec.data.target, input_columns=inputs,
                               forecasting=forecasting, time_column=spec.data.time_column,
                               horizon=spec.validation.horizon or 1, future_columns=future_columns)
-    sample = _sample_input(frame, spec, inputs)
+    sample = _sample_input(frame, spec, inputs, predictor)
     metadata = {"model": best.model, "metric": metric.name, "score": best.score, "task": spec.task,
                 "target": spec.data.target, "params": best.params}
     mlflow.set_tracking_uri(result.tracking_uri)
@@ -277,12 +277,11 @@ def _register_champion(loaded: LoadedSpec, frame: pd.DataFrame, best: Leaderboar
     result.champion, result.champion_uri, result.champion_version = best.model, uri, version
 
 
-def _sample_input(frame: pd.DataFrame, spec: Spec, inputs: list[str]) -> pd.DataFrame:
+def _sample_input(frame: pd.DataFrame, spec: Spec, inputs: list[str], predictor) -> pd.DataFrame:
     if spec.task != "forecasting":
         return frame[inputs].head(5).reset_index(drop=True)
     horizon = spec.validation.horizon or 1
-    step = pd.infer_freq(frame.index[-10:]) or (frame.index[-1] - frame.index[-2])
-    times = pd.date_range(frame.index[-1], periods=horizon + 1, freq=step)[1:]
+    times = predictor.times_after(frame, horizon)
     # The future columns' last known values stand in for theirs over the window (a typed example only).
     future = {c: frame[c].iloc[-horizon:].to_numpy() for c in spec.data.future_columns}
     return pd.DataFrame({spec.data.time_column: times, **future})
