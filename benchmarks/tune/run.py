@@ -28,12 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CORES = os.cpu_count() or 1
 
 
-def _budget(spec: Path, trials: int) -> list[str]:
-    from raymlx.spec_io import load_spec
-
-    return [f"models.{name}.search.num_samples={trials}" for name in load_spec(spec).spec.models]
-
-
 def _read_runs(folder: Path, spec_name: str) -> dict:
     client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(spec_name)
@@ -44,13 +38,13 @@ def _read_runs(folder: Path, spec_name: str) -> dict:
 
 
 def _contender(name: str, before: list[str], after: list[str], spec: Path, workdir: Path,
-               parallel: int, metric: str, sets: list[str]) -> dict:
+               parallel: int, metric: str, sets: list[str], experiment: str) -> dict:
     """Run one contender as ``before SPEC after --set ...`` in its own copy of the example."""
     folder = workdir / name.replace(" ", "_")
     shutil.copytree(spec.parent, folder, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", ".raymlx"))
     measured = run_measured(before + [str(folder / spec.name)] + after + sets, cwd=str(folder),
                             log=folder / "out.log")
-    runs = _read_runs(folder, SPEC_NAME)
+    runs = _read_runs(folder, experiment)
     wall = measured["wall_s"]
     return {"name": name, "wall_s": wall, "trials": runs["trials"], "fit_s": runs["fit_s"],
             "efficiency": runs["fit_s"] / (CORES * wall),
@@ -71,7 +65,6 @@ def _table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    global SPEC_NAME
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "temperature" / "specs.yaml")
     parser.add_argument("--trials", type=int, default=4, help="trials per model (grids stop at their size)")
@@ -80,8 +73,8 @@ def main() -> None:
     from raymlx.spec_io import load_spec
 
     loaded = load_spec(args.spec)
-    SPEC_NAME, metric = loaded.spec.experiment_name, loaded.spec.metric_spec.name
-    sets = [x for s in _budget(args.spec, args.trials) for x in ("--set", s)]
+    experiment, metric = loaded.spec.experiment_name, loaded.spec.metric_spec.name
+    sets = [x for name in loaded.spec.models for x in ("--set", f"models.{name}.search.num_samples={args.trials}")]
     alt = [sys.executable, str(Path(__file__).resolve().parent / "alternatives.py")]
     contenders = [  # key, label, command before the spec, after it, trials running at once
         ("raymlx", "raymlx tune", ["raymlx", "tune"], [], 2),
@@ -94,7 +87,7 @@ def main() -> None:
         for key, label, before, after, parallel in contenders:
             if args.only and key not in args.only:
                 continue
-            rows.append(_contender(label, before, after, args.spec, Path(tmp), parallel, metric, sets))
+            rows.append(_contender(label, before, after, args.spec, Path(tmp), parallel, metric, sets, experiment))
             print(f"{label}: {rows[-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
     print(f"machine: {platform.machine()}, {CORES} cores, Python {platform.python_version()}; "
           f"workload: {args.spec.resolve().relative_to(ROOT)}, {args.trials} trials per model, MLflow on sqlite")
@@ -103,7 +96,6 @@ def main() -> None:
           "RandomizedSearchCV covers the scikit-learn models only.")
 
 
-SPEC_NAME = ""
 
 if __name__ == "__main__":
     main()
