@@ -34,13 +34,17 @@ from raymlx.spec_io import LoadedSpec
 from raymlx.tracking import TrialRunCallback, ensure_experiment, resolve_tracking_uri, start_runs
 from raymlx.trainable import ModelPlan, TrialContext, run_trial
 
-__all__ = ["ExperimentResult", "run_experiment", "init_ray", "PipelineFailed"]
+__all__ = ["ExperimentResult", "run_experiment", "init_ray", "PipelineFailed", "TrackingFailed"]
 
 logger = logging.getLogger(__name__)
 
 
 class PipelineFailed(RaymlxError):
     """A pipeline step raised while computing a fold's features."""
+
+
+class TrackingFailed(RaymlxError):
+    """The tracking store refused trial runs: the leaderboard would not match what MLflow holds."""
 
 
 @dataclass
@@ -234,7 +238,14 @@ def _tune(spec, features, metric, base_dir, session: _Session, on_progress) -> _
                                   callbacks=[mlflow_callback, progress, JsonLoggerCallback()],
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
-    return _TuneOutcome(tuner.fit(), progress.models)
+    try:
+        results = tuner.fit()
+    finally:
+        failed_writes = mlflow_callback.close()
+    if failed_writes:
+        raise TrackingFailed(f"{len(failed_writes)} MLflow writes of trial runs failed; the first: "
+                             f"{type(failed_writes[0]).__name__}: {failed_writes[0]}")
+    return _TuneOutcome(results, progress.models)
 
 
 def _log_leaderboard(session: _Session, board: list[LeaderboardRow], metric: str) -> None:

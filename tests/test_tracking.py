@@ -78,3 +78,103 @@ def test_an_existing_experiment_keeps_its_artifact_location(store, tmp_path):
     assert ensure_experiment("kept", tracking_uri=uri, base_dir=tmp_path) == experiment_id
     location = MlflowClient(uri).get_experiment(experiment_id).artifact_location
     assert location == (spec_dir / "mlartifacts").resolve().as_uri()
+
+
+class _Trial:
+    """What the MLflow callbacks read from a Tune trial."""
+
+    def __init__(self, name: str, config: dict, last_result: dict | None = None) -> None:
+        self.name, self.config, self.last_result = name, config, last_result or {}
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_error(self) -> str:
+        return "Traceback (most recent call last):\n  ...\nValueError: cannot fit this"
+
+
+def _drive(callback, trials: list[tuple[_Trial, list[dict], bool]]) -> None:
+    """The events Tune sends for trials that start together, report, then end (``failed``: Tune saw an error)."""
+    callback.setup()
+    for trial, _, _ in trials:
+        callback.log_trial_start(trial)
+    for trial, results, _ in trials:
+        for i, result in enumerate(results, 1):
+            callback.log_trial_result(i, trial, {**result, "training_iteration": i, "trial_id": "00001"})
+    for trial, _, failed in trials:
+        callback.log_trial_end(trial, failed=failed)
+
+
+def _as_logged(uri: str, experiment_id: str, *, unless: tuple[str, ...] = ()) -> list:
+    client = MlflowClient(uri)
+    runs = client.search_runs([experiment_id])
+    return sorted((r.info.run_name, r.info.status, r.data.params,
+                   {k: sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, k))
+                    for k in r.data.metrics if k not in unless},
+                   {k: v for k, v in r.data.tags.items() if not k.startswith(("mlflow.", "raymlx."))})
+                  for r in runs)
+
+
+def test_trial_runs_hold_what_rays_mlflow_callback_writes(store):
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    from raymlx.tracking import TrialRunCallback, start_runs
+
+    uri, spec_dir = store
+    events = [
+        (_Trial("t1", {"model": "ridge", "params": {"alpha": 0.5, "solver": "auto"}}),
+         [{"rmse": 3.0, "rmse_fold0": 2.5, "fit_time_s": 0.1, "note": "text", "nested": {"x": 1}},
+          {"rmse": 2.0, "fit_time_s": 0.2}], False),
+        (_Trial("t2", {"model": "tree", "params": {"max_depth": 3, "layers": [32, 16]}}),
+         [{"rmse": 4.0, "fit_time_s": 0.3}], True),
+    ]
+    stock = ensure_experiment("stock", tracking_uri=uri, base_dir=spec_dir)
+    ours = ensure_experiment("batched", tracking_uri=uri, base_dir=spec_dir)
+    _drive(MLflowLoggerCallback(tracking_uri=uri, experiment_name="stock"), events)
+    session, parents = start_runs(MlflowClient(uri), ours, name="s", models=["ridge", "tree"])
+    callback = TrialRunCallback(parent_runs=parents, session_id=session, experiment_id=ours, tracking_uri=uri)
+    _drive(callback, events)
+    assert callback.close() == []
+    mine = [r for r in _as_logged(uri, ours) if r[0] in ("t1", "t2")]
+    # Tune's random hex trial id is the one difference: Ray's callback logs it as a metric when all digits.
+    assert mine == _as_logged(uri, stock, unless=("trial_id",))
+    assert {k: len(v) for k, v in mine[0][3].items()}["rmse"] == 2  # both results, at steps 1 and 2
+
+
+def test_trial_runs_nest_under_their_model_and_record_the_error(store):
+    from raymlx.tracking import ERROR_TAG, MODEL_TAG, TrialRunCallback, start_runs
+
+    uri, spec_dir = store
+    experiment_id = ensure_experiment("nested", tracking_uri=uri, base_dir=spec_dir)
+    session, parents = start_runs(MlflowClient(uri), experiment_id, name="s", models=["ridge", "tree"])
+    callback = TrialRunCallback(parent_runs=parents, session_id=session, experiment_id=experiment_id,
+                                tracking_uri=uri)
+    _drive(callback, [(_Trial("ok", {"model": "ridge", "params": {}}), [{"rmse": 1.0}], False),
+                      (_Trial("bad", {"model": "tree", "params": {}}), [], True)])
+    assert callback.close() == []
+    runs = {r.info.run_name: r for r in MlflowClient(uri).search_runs([experiment_id], "tags.`raymlx.role` = 'trial'")}
+    assert runs["ok"].data.tags["mlflow.parentRunId"] == parents["ridge"]
+    assert runs["bad"].data.tags["mlflow.parentRunId"] == parents["tree"]
+    assert runs["bad"].data.tags[MODEL_TAG] == "tree"
+    assert (runs["bad"].info.status, runs["bad"].data.tags[ERROR_TAG]) == ("FAILED", "ValueError: cannot fit this")
+    assert (runs["ok"].info.status, ERROR_TAG in runs["ok"].data.tags) == ("FINISHED", False)
+
+
+def test_a_failed_write_is_returned_and_the_writes_after_it_still_happen(store):
+    from raymlx.tracking import TrialRunCallback, start_runs
+
+    uri, spec_dir = store
+    experiment_id = ensure_experiment("failed-write", tracking_uri=uri, base_dir=spec_dir)
+    session, parents = start_runs(MlflowClient(uri), experiment_id, name="s", models=["ridge"])
+    callback = TrialRunCallback(parent_runs=parents, session_id=session, experiment_id=experiment_id,
+                                tracking_uri=uri)
+    callback.setup()
+    trial = _Trial("t", {"model": "ridge", "params": {"alpha": 1.0}})
+    callback.log_trial_start(trial)
+    callback.log_trial_end(_Trial("never-started", {"model": "ridge", "params": {}}))
+    callback.log_trial_result(1, trial, {"rmse": 1.5, "training_iteration": 1})
+    callback.log_trial_end(trial)
+    errors = callback.close()
+    assert [type(e) for e in errors] == [KeyError]
+    (run,) = MlflowClient(uri).search_runs([experiment_id], "tags.`raymlx.role` = 'trial'")
+    assert (run.info.status, run.data.metrics["rmse"], run.data.params["params/alpha"]) == ("FINISHED", 1.5, "1.0")
