@@ -56,7 +56,8 @@ class TrackingSpec(SpecModel):
 
 
 class RuntimeSpec(SpecModel):
-    address: str | None = Field(None, description="null: a local Ray runtime; 'auto' or ray://host:10001: an existing cluster.")
+    address: str | None = Field(None, description="null: $RAY_ADDRESS if set (as in a Ray Job), else a new local Ray runtime; "
+                                               "'auto' or ray://host:10001: an existing cluster.")
     storage_path: str | None = Field(None, description="Where Tune keeps experiment state; shared storage (s3://...) on a cluster.")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray runtime; default: all.")
     object_store_memory_mb: int = Field(512, ge=78, description="Object store size of the local Ray runtime, in MiB.")

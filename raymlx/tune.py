@@ -16,6 +16,7 @@ import pandas as pd
 import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
+from ray.tune.execution import class_cache
 from ray.tune.logger import JsonLoggerCallback
 
 from raymlx.champion import fit_predictor
@@ -61,22 +62,49 @@ class ExperimentResult:
 
 
 def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False) -> bool:
-    """Start a small local Ray runtime, or join the cluster named by ``address``.
+    """Join the cluster named by ``address``, ``runtime.address`` or ``$RAY_ADDRESS`` (set in a Ray Job), else start a
+    small local Ray runtime of this run's own, even where ``ray start`` left one running.
 
     Returns:
         Whether this call started Ray (and so should shut it down).
     """
     if ray.is_initialized():
         return False
-    address = address or runtime.address
+    address = address or runtime.address or os.environ.get("RAY_ADDRESS")
     level = logging.INFO if verbose else logging.ERROR
     if address:
         ray.init(address=address, log_to_driver=verbose, logging_level=level, runtime_env={
             "working_dir": base_dir, "excludes": ["mlflow.db", "mlartifacts/", ".raymlx/", ".venv/"]})
     else:
-        ray.init(num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=verbose, logging_level=level,
-                 object_store_memory=runtime.object_store_memory_mb * 1024 * 1024)
+        # Every worker of a runtime started here inherits this process's environment: set what Tune
+        # would give each trial actor as an environment of its own (see _trial_actor_env).
+        os.environ.setdefault(_TUNE_ACTOR_ENV[0], _TUNE_ACTOR_ENV[1])
+        ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=verbose,
+                 logging_level=level, object_store_memory=runtime.object_store_memory_mb * 1024 * 1024)
     return True
+
+
+_TUNE_ACTOR_ENV = ("PL_DISABLE_FORK", "1")
+
+
+@contextmanager
+def _trial_actor_env(inherited: bool):
+    """Let trial actors start in the workers Ray prestarts, when their environment is inherited.
+
+    Tune gives every trial actor a runtime environment of its own (``PL_DISABLE_FORK=1``), and
+    Ray starts a new worker process for an actor whose environment differs: the first trials
+    wait about a second for it while the prestarted workers stay idle. On a runtime
+    :func:`init_ray` started, every worker already has the variable, so Tune's copy is left out.
+    """
+    defaults = class_cache.DEFAULT_ENV_VARS
+    saved = dict(defaults)
+    if inherited and saved == dict([_TUNE_ACTOR_ENV]):
+        defaults.clear()
+    try:
+        yield
+    finally:
+        defaults.clear()
+        defaults.update(saved)
 
 
 def compute_fold_features(spec: Spec, frame: pd.DataFrame, folds: list[Fold], *,
@@ -138,22 +166,35 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
             raise
     try:
         with _phase("tuning"):
-            progress = _tune(spec, features, metric, base_dir, session, on_progress)
+            with _trial_actor_env(inherited=started_ray):
+                progress = _tune(spec, features, metric, base_dir, session, on_progress)
         board = build_leaderboard(progress.results, models=list(spec.models), metric=metric.name,
                                   mode=metric.mode, wall_times={n: p.wall_time_s for n, p in progress.models.items()},
                                   errors={n: p.last_error for n, p in progress.models.items()})
+        with ThreadPoolExecutor(1) as pool:  # Ray's shutdown (over a second) overlaps the champion's refit
+            finishing = pool.submit(_finish, loaded, frame, board, session, metric)
+            if started_ray:
+                ray.shutdown()
+                started_ray = False
+            result = finishing.result()
     except BaseException:
         session.end(status="FAILED")
         raise
     finally:
         if started_ray:
             ray.shutdown()
+    session.end(status="FINISHED")
+    return result
+
+
+def _finish(loaded: LoadedSpec, frame: pd.DataFrame, board: list[LeaderboardRow], session: _Session,
+            metric) -> ExperimentResult:
+    """Log the leaderboard and register the champion: everything after tuning that needs no Ray."""
     _log_leaderboard(session, board, metric.name)
     result = ExperimentResult(board, None, None, None, session.session_id, session.tracking_uri, session.experiment_id)
     if board and board[0].score == board[0].score:  # not NaN: at least one trial succeeded
         with _phase("champion refit and registration"):
             _register_champion(loaded, frame, board[0], result, metric)
-    session.end(status="FINISHED")
     return result
 
 

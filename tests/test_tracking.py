@@ -115,7 +115,7 @@ def _as_logged(uri: str, experiment_id: str, *, unless: tuple[str, ...] = ()) ->
                   for r in runs)
 
 
-def test_trial_runs_hold_what_rays_mlflow_callback_writes(store):
+def test_trial_runs_hold_what_rays_mlflow_callback_writes(store, monkeypatch):
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     from raymlx.tracking import TrialRunCallback, start_runs
@@ -129,6 +129,7 @@ def test_trial_runs_hold_what_rays_mlflow_callback_writes(store):
          [{"rmse": 4.0, "fit_time_s": 0.3}], True),
     ]
     stock = ensure_experiment("stock", tracking_uri=uri, base_dir=spec_dir)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)  # Ray's callback would log there instead
     ours = ensure_experiment("batched", tracking_uri=uri, base_dir=spec_dir)
     _drive(MLflowLoggerCallback(tracking_uri=uri, experiment_name="stock"), events)
     session, parents = start_runs(MlflowClient(uri), ours, name="s", models=["ridge", "tree"])
