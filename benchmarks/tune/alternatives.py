@@ -15,6 +15,7 @@ import mlflow
 import numpy as np
 import optuna
 import pandas as pd
+from scipy import stats
 
 from raymlx.checks import validate
 from raymlx.folds import make_folds
@@ -71,9 +72,29 @@ def run_optuna(loaded, context, metric, n_jobs: int) -> None:
         study.optimize(objective, n_trials=entry.search.num_samples, n_jobs=n_jobs, catch=(Exception,))
 
 
+class _LogInt:
+    """Integers drawn log-uniformly from [low, high], as Optuna's ``suggest_int(log=True)`` draws them."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high, self.draw = low, high, stats.loguniform(low - 0.5, high + 0.5)
+
+    def rvs(self, random_state=None) -> int:
+        return int(np.clip(np.round(self.draw.rvs(random_state=random_state)), self.low, self.high))
+
+
+def _distribution(p):
+    """The spec's search dimension as RandomizedSearchCV takes it: the same values, drawn the same way."""
+    if isinstance(p, ChoiceParam):
+        return list(p.values)
+    if p.step is not None:
+        return list(np.arange(p.low, p.high + p.step / 2, p.step).astype(float if isinstance(p, FloatParam) else int))
+    if isinstance(p, FloatParam):
+        return stats.loguniform(p.low, p.high) if p.log else stats.uniform(p.low, p.high - p.low)
+    return _LogInt(p.low, p.high) if p.log else stats.randint(p.low, p.high + 1)
+
+
 def run_randomized(loaded, features, metric) -> None:
     """scikit-learn's RandomizedSearchCV(n_jobs=2) on each scikit-learn model, on the same fold features."""
-    from scipy import stats
     from sklearn.model_selection import RandomizedSearchCV
 
     for name, entry in loaded.spec.models.items():
@@ -87,14 +108,7 @@ def run_randomized(loaded, features, metric) -> None:
             cv.append((np.arange(start, start + len(f.X_train)),
                        np.arange(start + len(f.X_train), start + len(f.X_train) + len(f.X_valid))))
             start += len(f.X_train) + len(f.X_valid)
-        space = {}
-        for key, p in entry.search.space.items():
-            if isinstance(p, ChoiceParam):
-                space[key] = list(p.values)
-            elif isinstance(p, FloatParam):
-                space[key] = stats.loguniform(p.low, p.high) if p.log else stats.uniform(p.low, p.high - p.low)
-            else:
-                space[key] = stats.randint(p.low, p.high + 1)
+        space = {key: _distribution(p) for key, p in entry.search.space.items()}
         estimator = resolve(entry.model)(**entry.params)
         search = RandomizedSearchCV(estimator, space, n_iter=entry.search.num_samples, cv=cv, n_jobs=2,
                                     scoring="neg_root_mean_squared_error", random_state=entry.search.seed or 0,
@@ -103,7 +117,8 @@ def run_randomized(loaded, features, metric) -> None:
         for i, params in enumerate(search.cv_results_["params"]):
             scores = [-search.cv_results_[f"split{k}_test_score"][i] for k in range(len(cv))]
             _log_trial(name, params, {metric.name: float(np.mean(scores)), f"{metric.name}_std": float(np.std(scores)),
-                                      "fit_time_s": float(search.cv_results_["mean_fit_time"][i] * len(cv)),
+                                      "fit_time_s": float((search.cv_results_["mean_fit_time"][i]  # fit and score, as raymlx counts
+                                                          + search.cv_results_["mean_score_time"][i]) * len(cv)),
                                       **{f"{metric.name}_fold{k}": s for k, s in enumerate(scores)}})
 
 
