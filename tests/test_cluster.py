@@ -64,15 +64,47 @@ def two_nodes():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_trials_are_placed_on_both_nodes(two_nodes, project):
-    address, env = two_nodes
-    (project / "sleepy.py").write_text(SLEEPY)
-    (project / "specs.yaml").write_text(textwrap.dedent(CONCURRENT))
-    process = subprocess.run([sys.executable, "-m", "raymlx.cli", "tune", str(project / "specs.yaml"),
-                              "--address", address], cwd=project, env=env, capture_output=True, text=True, timeout=300)
-    assert process.returncode == 0, process.stderr[-3000:]
-    assert "champion:" in process.stdout
+def _trial_nodes(project: Path) -> Counter:
     results = [json.loads(line) for path in (project / ".raymlx" / "ray_results").rglob("result.json")
                for line in path.read_text().splitlines() if line.strip()]
-    nodes = Counter(r["node_id"] for r in results)
-    assert len(results) == 7 and len(nodes) == 2, nodes  # the spec's own files reached the worker node too
+    assert len(results) == 7
+    return Counter(r["node_id"] for r in results)
+
+
+def _tune(project: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    (project / "sleepy.py").write_text(SLEEPY)
+    (project / "specs.yaml").write_text(textwrap.dedent(CONCURRENT))
+    process = subprocess.run([sys.executable, "-m", "raymlx.cli", "tune", str(project / "specs.yaml"), *args],
+                             cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "champion:" in process.stdout
+    return process
+
+
+@pytest.mark.parametrize("how", ["--address", "RAY_ADDRESS"])
+def test_trials_are_placed_on_both_nodes(two_nodes, project, how):
+    address, env = two_nodes
+    if how == "--address":
+        _tune(project, env, "--address", address)
+    else:  # as in a Ray Job: the job's driver finds its cluster in $RAY_ADDRESS
+        _tune(project, {**env, "RAY_ADDRESS": address})
+    nodes = _trial_nodes(project)
+    assert len(nodes) == 2, nodes  # the spec's own files reached the worker node too
+
+
+def test_without_an_address_a_run_starts_its_own_runtime_beside_one_ray_start_left(project, tmp_path):
+    temp = tempfile.mkdtemp(prefix="rmxl", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_TMPDIR=temp, RAY_AUTH_MODE="disabled")  # Ray's default temp dir, here under `temp`
+    try:
+        subprocess.run([RAY, "start", "--head", f"--port={_free_port()}", "--num-cpus=1", "--include-dashboard=false",
+                        "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
+        assert (Path(temp) / "ray" / "ray_current_cluster").is_file()  # where a bare ray.init() would look
+        (running,) = Path(temp, "ray").glob("session_2*")
+        _tune(project, env)
+        cluster_node = (running / "logs" / "raylet.out").read_text().split("node_id=")[1][:56]
+        nodes = _trial_nodes(project)
+        assert len(nodes) == 1 and cluster_node not in nodes, (cluster_node, nodes)
+    finally:
+        _kill_cluster(temp)
+        shutil.rmtree(temp, ignore_errors=True)
