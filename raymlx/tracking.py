@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from mlflow.entities import Metric, Param
@@ -106,7 +106,7 @@ class TrialRunCallback(MLflowLoggerCallback):
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         # Tune's trial id is random hex: an all-digit one would be logged as a "metric".
-        values = _numbers(flatten_dict({k: v for k, v in result.items() if k != "trial_id"}))
+        values = self.mlflow_util._parse_dict(flatten_dict({k: v for k, v in result.items() if k != "trial_id"}))
         step = result.get(TIMESTEPS_TOTAL) or result[TRAINING_ITERATION]
         now = _now_ms()
         self._submit(self._log, trial, [Metric(k, v, now, step) for k, v in values.items()], [])
@@ -115,14 +115,11 @@ class TrialRunCallback(MLflowLoggerCallback):
         error = failure_of(trial.last_result) or (error_summary(trial) if failed else None)
         self._submit(self._end_run, trial, error, _now_ms())
 
-    def on_experiment_end(self, trials, **info) -> None:
-        wait(self._writes)
-
     def close(self) -> list[BaseException]:
         """Wait for every write; the errors of those that failed, in order."""
         if self._writer is not None:
             self._writer.shutdown(wait=True)
-        errors = [f.exception() for f in self._writes if f.exception() is not None]
+        errors = [error for error in (f.exception() for f in self._writes) if error is not None]
         self._writes = []
         return errors
 
@@ -151,14 +148,3 @@ class TrialRunCallback(MLflowLoggerCallback):
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _numbers(values: dict) -> dict[str, float]:
-    """The values MLflow can log as metrics (what Ray's callback logs: those ``float()`` accepts)."""
-    numbers = {}
-    for key, value in values.items():
-        try:
-            numbers[key] = float(value)
-        except (TypeError, ValueError):
-            continue
-    return numbers

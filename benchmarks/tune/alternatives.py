@@ -21,7 +21,7 @@ from raymlx.checks import validate
 from raymlx.folds import make_folds
 from raymlx.metrics import get_metric
 from raymlx.registry import resolve
-from raymlx.space import decode
+from raymlx.space import decode, grid_points
 from raymlx.spec import ChoiceParam, FloatParam
 from raymlx.spec_io import load_spec
 from raymlx.tracking import resolve_tracking_uri
@@ -52,7 +52,6 @@ def _sampler(search) -> optuna.samplers.BaseSampler:
     if search.algorithm == "random":
         return optuna.samplers.RandomSampler(seed=search.seed)
     if search.algorithm == "grid":
-        from raymlx.space import grid_points
         return optuna.samplers.GridSampler(grid_points(search.space), seed=search.seed)
     return optuna.samplers.TPESampler(seed=search.seed)
 
@@ -87,7 +86,7 @@ def _distribution(p):
     if isinstance(p, ChoiceParam):
         return list(p.values)
     if p.step is not None:
-        return list(np.arange(p.low, p.high + p.step / 2, p.step).astype(float if isinstance(p, FloatParam) else int))
+        return grid_points({"p": p})["p"]
     if isinstance(p, FloatParam):
         return stats.loguniform(p.low, p.high) if p.log else stats.uniform(p.low, p.high - p.low)
     return _LogInt(p.low, p.high) if p.log else stats.randint(p.low, p.high + 1)
