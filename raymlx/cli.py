@@ -50,8 +50,11 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # failed trials are summarised by us
 
 
-def _run(action: Callable[[], None]) -> None:
-    """Run a command; bad input exits 2 with one compact message, other failures exit 1."""
+def _run(action: Callable[[], None], cleanup: Callable[[], None] | None = None) -> None:
+    """Run a command; bad input exits 2 with one compact message, other failures exit 1.
+
+    ``cleanup`` runs after the message is printed, so a slow cleanup does not hold it back.
+    """
     try:
         action()
     except RaymlxError as exc:
@@ -68,6 +71,9 @@ def _run(action: Callable[[], None]) -> None:
         err.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
                   highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    finally:
+        if cleanup is not None:
+            cleanup()
 
 
 @app.command()
@@ -87,18 +93,25 @@ def validate(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt) -> None:
 def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
          address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto' or ray://host:10001); overrides runtime.address.")) -> None:
     """Tune every model of the spec concurrently, print the leaderboard, register the champion."""
+    started = []
+
     def action() -> None:
-        from raymlx.checks import validate as run_checks
+        from raymlx.runtime import BackgroundRuntime
         from raymlx.spec_io import load_spec
-        from raymlx.tune import run_experiment
 
         loaded = load_spec(spec, overrides=set_)
+        # Ray starts (about 4 s) while the heavy imports, the checks and the features run.
+        started.append(BackgroundRuntime(loaded.spec.runtime, address=address, base_dir=loaded.base_dir,
+                                         verbose=_state["verbose"]))
+        from raymlx.checks import validate as run_checks
+        from raymlx.tune import run_experiment
+
         frame = run_checks(loaded)
         with Live(_progress_table({}), console=err, refresh_per_second=4, transient=False) as live:
-            result = run_experiment(loaded, frame, address=address, verbose=_state["verbose"],
+            result = run_experiment(loaded, frame, runtime=started[0], verbose=_state["verbose"],
                                     on_progress=lambda models: live.update(_progress_table(models)))
         _print_result(result, loaded.spec)
-    _run(action)
+    _run(action, cleanup=lambda: [runtime.shutdown() for runtime in started])
 
 
 @app.command()

@@ -16,7 +16,6 @@ import pandas as pd
 import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
-from ray.tune.execution import class_cache
 from ray.tune.logger import JsonLoggerCallback
 
 from raymlx.champion import fit_predictor
@@ -28,14 +27,15 @@ from raymlx.models.base import build_model
 from raymlx.pipeline import build_pipeline, fold_features
 from raymlx.progress import ModelProgress, ProgressCallback
 from raymlx.registry import resolve
+from raymlx.runtime import BackgroundRuntime, trial_actor_env
 from raymlx.search import ModelSearcher, model_searcher
 from raymlx.select import LeaderboardRow, build_leaderboard, leaderboard_frame, log_champion
-from raymlx.spec import RuntimeSpec, Spec
+from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
 from raymlx.tracking import TrialRunCallback, ensure_experiment, resolve_tracking_uri, start_runs
 from raymlx.trainable import ModelPlan, TrialContext, run_trial
 
-__all__ = ["ExperimentResult", "run_experiment", "init_ray", "PipelineFailed", "TrackingFailed"]
+__all__ = ["ExperimentResult", "run_experiment", "PipelineFailed", "TrackingFailed"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,52 +59,6 @@ class ExperimentResult:
     session_run_id: str
     tracking_uri: str
     experiment_id: str
-
-
-def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False) -> bool:
-    """Join the cluster named by ``address``, ``runtime.address`` or ``$RAY_ADDRESS`` (set in a Ray Job), else start a
-    small local Ray runtime of this run's own, even where ``ray start`` left one running.
-
-    Returns:
-        Whether this call started Ray (and so should shut it down).
-    """
-    if ray.is_initialized():
-        return False
-    address = address or runtime.address or os.environ.get("RAY_ADDRESS")
-    level = logging.INFO if verbose else logging.ERROR
-    if address:
-        ray.init(address=address, log_to_driver=verbose, logging_level=level, runtime_env={
-            "working_dir": base_dir, "excludes": ["mlflow.db", "mlartifacts/", ".raymlx/", ".venv/"]})
-    else:
-        # Every worker of a runtime started here inherits this process's environment: set what Tune
-        # would give each trial actor as an environment of its own (see _trial_actor_env).
-        os.environ.setdefault(_TUNE_ACTOR_ENV[0], _TUNE_ACTOR_ENV[1])
-        ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=verbose,
-                 logging_level=level, object_store_memory=runtime.object_store_memory_mb * 1024 * 1024)
-    return True
-
-
-_TUNE_ACTOR_ENV = ("PL_DISABLE_FORK", "1")
-
-
-@contextmanager
-def _trial_actor_env(inherited: bool):
-    """Let trial actors start in the workers Ray prestarts, when their environment is inherited.
-
-    Tune gives every trial actor a runtime environment of its own (``PL_DISABLE_FORK=1``), and
-    Ray starts a new worker process for an actor whose environment differs: the first trials
-    wait about a second for it while the prestarted workers stay idle. On a runtime
-    :func:`init_ray` started, every worker already has the variable, so Tune's copy is left out.
-    """
-    defaults = class_cache.DEFAULT_ENV_VARS
-    saved = dict(defaults)
-    if inherited and saved == dict([_TUNE_ACTOR_ENV]):
-        defaults.clear()
-    try:
-        yield
-    finally:
-        defaults.clear()
-        defaults.update(saved)
 
 
 def compute_fold_features(spec: Spec, frame: pd.DataFrame, folds: list[Fold], *,
@@ -140,49 +94,49 @@ def user_code_paths(spec: Spec, base_dir: str) -> list[str]:
 
 
 def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | None = None,
-                   on_progress=None, verbose: bool = False) -> ExperimentResult:
+                   runtime: BackgroundRuntime | None = None, on_progress=None,
+                   verbose: bool = False) -> ExperimentResult:
     """Tune every model, log everything to MLflow, register the champion.
 
     Args:
         loaded: The validated spec.
         frame: The data set, as :func:`raymlx.checks.validate` returned it.
         address: Ray cluster to join, overriding ``runtime.address``.
+        runtime: Ray, already starting (the command line starts it before checking the spec); shut
+            down here once tuning ends. Default: started here.
         on_progress: Called with each model's :class:`ModelProgress` whenever a trial starts or ends.
         verbose: Show Ray's worker output.
     """
     spec, base_dir = loaded.spec, loaded.base_dir
-    metric = get_metric(spec.metric_spec.name, spec.metric_spec.mode, base_dir=base_dir)
-    with _phase("fold features"):
-        folds = make_folds(frame, spec)
-        features = compute_fold_features(spec, frame, folds, base_dir=base_dir)
-    with _phase("Ray start and MLflow runs"), ThreadPoolExecutor(1) as pool:
-        opening = pool.submit(_open_session, loaded, frame, folds)  # MLflow's writes overlap Ray's start
-        started_ray = init_ray(spec.runtime, address=address, base_dir=base_dir, verbose=verbose)
-        try:
-            session = opening.result()
-        except BaseException:
-            if started_ray:
-                ray.shutdown()
-            raise
+    runtime = runtime or BackgroundRuntime(spec.runtime, address=address, base_dir=base_dir, verbose=verbose)
     try:
+        metric = get_metric(spec.metric_spec.name, spec.metric_spec.mode, base_dir=base_dir)
+        with _phase("fold features"):
+            folds = make_folds(frame, spec)
+            features = compute_fold_features(spec, frame, folds, base_dir=base_dir)
+        with _phase("MLflow runs"):
+            session = _open_session(loaded, frame, folds)
+    except BaseException:
+        runtime.shutdown()
+        raise
+    try:
+        with _phase("waiting for Ray"):
+            started_ray = runtime.wait()
         with _phase("tuning"):
-            with _trial_actor_env(inherited=started_ray):
+            with trial_actor_env(inherited=started_ray):
                 progress = _tune(spec, features, metric, base_dir, session, on_progress)
         board = build_leaderboard(progress.results, models=list(spec.models), metric=metric.name,
                                   mode=metric.mode, wall_times={n: p.wall_time_s for n, p in progress.models.items()},
                                   errors={n: p.last_error for n, p in progress.models.items()})
         with ThreadPoolExecutor(1) as pool:  # Ray's shutdown (over a second) overlaps the champion's refit
             finishing = pool.submit(_finish, loaded, frame, board, session, metric)
-            if started_ray:
-                ray.shutdown()
-                started_ray = False
+            runtime.shutdown()
             result = finishing.result()
     except BaseException:
         session.end(status="FAILED")
         raise
     finally:
-        if started_ray:
-            ray.shutdown()
+        runtime.shutdown()
     session.end(status="FINISHED")
     return result
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from typer.testing import CliRunner
 
 from raymlx.cli import app
 from tests.conftest import ROOT
+from tests.test_cluster import _kill_cluster, _uses
 
 runner = CliRunner()
 
@@ -95,3 +99,23 @@ def test_tune_prints_leaderboard_to_stdout_and_registers(ray_runtime, small_spec
     assert len(ranked) == 2
     assert "champion:" in result.stdout and "models:/cli-small@champion (version 1)" in result.stdout
     assert "1/1" in result.stderr  # the lasso budget came from --set, shown in the progress table
+
+
+def test_tune_on_bad_data_exits_2_and_ends_the_ray_runtime_it_started_meanwhile(small_spec):
+    """Ray starts while the data is checked: a missing column still gets one message and exit 2,
+    the runtime started meanwhile ends with the command, and no MLflow run is written."""
+    small_spec.write_text(small_spec.read_text().replace("target: progression", "target: progresion"))
+    temp = tempfile.mkdtemp(prefix="rmxb", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    try:
+        process = subprocess.run([sys.executable, "-m", "raymlx.cli", "tune", str(small_spec)], capture_output=True,
+                                 text=True, timeout=120, env={**env, "RAY_TMPDIR": temp})
+        assert process.returncode == 2, process.stderr[-3000:]
+        assert "progresion" in process.stderr and "Traceback" not in process.stderr
+        assert list(Path(temp, "ray").glob("session_2*")), "Ray was not starting during the checks"
+        left = [pid.name for pid in Path("/proc").iterdir() if pid.name.isdigit() and _uses(pid, temp)]
+        assert left == [], f"Ray processes outlived the command: {left}"
+        assert not (small_spec.parent / "mlflow.db").exists()
+    finally:
+        _kill_cluster(temp)
+        shutil.rmtree(temp, ignore_errors=True)

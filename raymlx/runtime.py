@@ -1,0 +1,117 @@
+"""The Ray runtime a run uses: a cluster it joins, or a local runtime of its own started while the spec is checked."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+
+import ray
+
+from raymlx.spec import RuntimeSpec
+
+__all__ = ["init_ray", "BackgroundRuntime", "trial_actor_env"]
+
+_TUNE_ACTOR_ENV = ("PL_DISABLE_FORK", "1")
+
+
+def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False) -> bool:
+    """Join the cluster named by ``address``, ``runtime.address`` or ``$RAY_ADDRESS`` (set in a Ray Job), else start a
+    small local Ray runtime of this run's own, even where ``ray start`` left one running.
+
+    Returns:
+        Whether this call started Ray (and so should shut it down).
+    """
+    if ray.is_initialized():
+        return False
+    address = address or runtime.address or os.environ.get("RAY_ADDRESS")
+    level = logging.INFO if verbose else logging.ERROR
+    if address:
+        ray.init(address=address, log_to_driver=verbose, logging_level=level, runtime_env={
+            "working_dir": base_dir, "excludes": ["mlflow.db", "mlartifacts/", ".raymlx/", ".venv/"]})
+    else:
+        # Every worker of a runtime started here inherits this process's environment: set what Tune
+        # would give each trial actor as an environment of its own (see trial_actor_env).
+        os.environ.setdefault(_TUNE_ACTOR_ENV[0], _TUNE_ACTOR_ENV[1])
+        ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=verbose,
+                 logging_level=level, object_store_memory=runtime.object_store_memory_mb * 1024 * 1024)
+    return True
+
+
+class BackgroundRuntime:
+    """:func:`init_ray` in a thread of its own, so the driver imports, checks the data and computes
+    features while Ray's processes start (about 4 s on 2 cores, mostly on the other core).
+
+    Linux ends a process started with a parent-death signal, as Ray's are, when the *thread* that
+    started it ends: the thread therefore stays until :meth:`shutdown`.
+    """
+
+    def __init__(self, runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False):
+        self._ready, self._released = threading.Event(), threading.Event()
+        self._started, self._error, self._shut = False, None, False
+        _exit_on_sigterm()  # what ray.init does when it runs in the main thread
+        self._thread = threading.Thread(target=self._hold, args=(runtime, address, base_dir, verbose),
+                                        name="raymlx-ray-runtime", daemon=True)
+        self._thread.start()
+
+    def _hold(self, runtime: RuntimeSpec, address: str | None, base_dir: str, verbose: bool) -> None:
+        try:
+            self._started = init_ray(runtime, address=address, base_dir=base_dir, verbose=verbose)
+        except BaseException as exc:  # re-raised by wait() in the caller's thread
+            self._error = exc
+        finally:
+            self._ready.set()
+        self._released.wait()
+
+    def wait(self) -> bool:
+        """Block until Ray is up.
+
+        Returns:
+            Whether this object started the runtime (and so shuts it down).
+
+        Raises:
+            Whatever starting or joining Ray raised.
+        """
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self._started
+
+    def shutdown(self) -> None:
+        """Shut down the runtime this object started, once its start has finished; safe to call twice."""
+        self._ready.wait()
+        if self._started and not self._shut:
+            ray.shutdown()
+        self._shut = True
+        self._released.set()
+        self._thread.join()
+
+
+def _exit_on_sigterm() -> None:
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+
+
+@contextmanager
+def trial_actor_env(inherited: bool):
+    """Let trial actors start in the workers Ray prestarts, when their environment is inherited.
+
+    Tune gives every trial actor a runtime environment of its own (``PL_DISABLE_FORK=1``), and
+    Ray starts a new worker process for an actor whose environment differs: the first trials
+    wait about a second for it while the prestarted workers stay idle. On a runtime
+    :func:`init_ray` started, every worker already has the variable, so Tune's copy is left out.
+    """
+    from ray.tune.execution import class_cache  # Tune's import takes 0.7 s: not before Ray's start
+
+    defaults = class_cache.DEFAULT_ENV_VARS
+    saved = dict(defaults)
+    if inherited and saved == dict([_TUNE_ACTOR_ENV]):
+        defaults.clear()
+    try:
+        yield
+    finally:
+        defaults.clear()
+        defaults.update(saved)
