@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 
 import ray
@@ -36,9 +37,49 @@ def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str,
         # Every worker of a runtime started here inherits this process's environment: set what Tune
         # would give each trial actor as an environment of its own (see trial_actor_env).
         os.environ.setdefault(_TUNE_ACTOR_ENV[0], _TUNE_ACTOR_ENV[1])
-        ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=verbose,
-                 logging_level=level, object_store_memory=runtime.object_store_memory_mb * 1024 * 1024)
+        with _prompt_node_wait():
+            ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=verbose,
+                     logging_level=level, object_store_memory=runtime.object_store_memory_mb * 1024 * 1024)
     return True
+
+
+@contextmanager
+def _prompt_node_wait():
+    """Learn that the new node has registered within 20 ms instead of up to a second.
+
+    Starting a node, Ray asks the GCS for it and, until the raylet has registered (it waits for its
+    agent, about 1.5 s here), sleeps a whole second between asks: on average half a second of an
+    idle machine before the driver connects. Here the asks come every 20 ms first; Ray's own call
+    then finds the node at once. Ray is pinned to 2.60.x, whose private function this wraps.
+    """
+    from ray._private import services
+
+    original = services.get_node
+
+    def get_node(gcs_address: str, node_id: str):
+        _wait_for_node(gcs_address, node_id, timeout_s=30)
+        return original(gcs_address, node_id)
+
+    services.get_node = get_node
+    try:
+        yield
+    finally:
+        services.get_node = original
+
+
+def _wait_for_node(gcs_address: str, node_id: str, *, timeout_s: float) -> None:
+    from ray._raylet import GcsClient
+
+    client, target = GcsClient(address=gcs_address), ray.NodeID.from_hex(node_id)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            node = client.get_all_node_info(timeout=1).get(target)
+        except Exception:  # noqa: BLE001 - the GCS may not answer yet; Ray's own call reports real failures
+            node = None
+        if node is not None and node.state == 0:  # GcsNodeInfo.ALIVE
+            return
+        time.sleep(0.02)
 
 
 class BackgroundRuntime:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow.entities import Metric, Param
@@ -17,7 +18,7 @@ from ray.tune.utils import flatten_dict
 from raymlx._result import failure_of
 from raymlx.progress import error_summary
 
-__all__ = ["resolve_tracking_uri", "ensure_experiment", "start_runs", "TrialRunCallback",
+__all__ = ["resolve_tracking_uri", "ensure_experiment", "start_runs", "SessionRuns", "TrialRunCallback",
            "ROLE_TAG", "MODEL_TAG", "SESSION_TAG", "ERROR_TAG"]
 
 ROLE_TAG = "raymlx.role"        # session | model | trial
@@ -48,6 +49,15 @@ def ensure_experiment(name: str, *, tracking_uri: str, base_dir: str | Path) -> 
     return client.create_experiment(name, artifact_location=location)
 
 
+@dataclass(frozen=True)
+class SessionRuns:
+    """What a trial run is written under: the experiment, the session run, each model's parent run."""
+
+    experiment_id: str
+    session_id: str
+    parents: dict[str, str]
+
+
 def start_runs(client: MlflowClient, experiment_id: str, *, name: str, models: list[str]) -> tuple[str, dict[str, str]]:
     """Start the session run and one parent run per model under it.
 
@@ -74,33 +84,35 @@ class TrialRunCallback(MLflowLoggerCallback):
     its parameters, its metrics, its end), made in order by one writer thread, and the times are
     taken when Tune reports the events. The same runs, tags, parameters and metrics are written.
     :meth:`close` waits for every write and returns the ones that failed.
+
+    ``runs`` may still be opening (a future) when Tune starts: the writes wait for it, and the next
+    trial to start raises its error, which ends the tuning.
     """
 
-    def __init__(self, *, parent_runs: dict[str, str], session_id: str, experiment_id: str, **kwargs) -> None:
+    def __init__(self, *, runs: SessionRuns | Future, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.parent_runs = parent_runs
-        self.session_id = session_id
-        self.experiment_id = experiment_id
+        self.runs = runs
         self._writer: ThreadPoolExecutor | None = None
         self._writes: list[Future] = []
 
     def __getstate__(self) -> dict:
-        # Tune pickles its run configuration, callbacks included; the writer thread stays behind.
-        return {**self.__dict__, "_writer": None, "_writes": [], "_client": None}
+        # Tune pickles its run configuration, callbacks included; the writer thread and a pending future stay behind.
+        runs = self.runs if isinstance(self.runs, SessionRuns) else None
+        return {**self.__dict__, "runs": runs, "_writer": None, "_writes": [], "_client": None}
 
     def setup(self, *args, **kwargs) -> None:
         # Runs go to the experiment by id: the parent class would take $MLFLOW_EXPERIMENT_ID first, which
         # mlflow.set_experiment leaves behind, and log to whatever experiment ran last in this process.
         self.tags = self.tags or {}
         self._trial_runs = {}
-        self._client = MlflowClient(self.tracking_uri, self.registry_uri)
+        self._client = None  # made by the writer, once the session's runs exist: loading MLflow's store takes a second
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="raymlx-mlflow")
         self._writes = []
 
     def log_trial_start(self, trial) -> None:
-        model = trial.config["model"]
-        tags = {**self.tags, ROLE_TAG: "trial", MODEL_TAG: model, SESSION_TAG: self.session_id,
-                "mlflow.parentRunId": self.parent_runs[model], "trial_name": str(trial)}
+        if isinstance(self.runs, Future) and self.runs.done():
+            self.runs.result()  # the session's runs could not be opened: stop here, not after every trial
+        tags = {**self.tags, ROLE_TAG: "trial", MODEL_TAG: trial.config["model"], "trial_name": str(trial)}
         params = [Param(k, str(v)) for k, v in flatten_dict(trial.config).items()]
         self._submit(self._start_run, trial, tags, params, _now_ms())
 
@@ -128,22 +140,29 @@ class TrialRunCallback(MLflowLoggerCallback):
 
     def _start_run(self, trial, tags: dict[str, str], params: list[Param], started_ms: int) -> None:
         if trial not in self._trial_runs:
-            run = self._client.create_run(self.experiment_id, start_time=started_ms, tags=tags, run_name=str(trial))
+            runs = self.runs.result() if isinstance(self.runs, Future) else self.runs
+            tags = {**tags, SESSION_TAG: runs.session_id, "mlflow.parentRunId": runs.parents[tags[MODEL_TAG]]}
+            run = self._mlflow().create_run(runs.experiment_id, start_time=started_ms, tags=tags, run_name=str(trial))
             self._trial_runs[trial] = run.info.run_id
         self._log(trial, [], params)
+
+    def _mlflow(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri, self.registry_uri)
+        return self._client
 
     def _log(self, trial, metrics: list[Metric], params: list[Param]) -> None:
         run_id = self._trial_runs[trial]
         for i in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
-            self._client.log_batch(run_id, params=params[i:i + MAX_PARAMS_TAGS_PER_BATCH])
+            self._mlflow().log_batch(run_id, params=params[i:i + MAX_PARAMS_TAGS_PER_BATCH])
         for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-            self._client.log_batch(run_id, metrics=metrics[i:i + MAX_METRICS_PER_BATCH])
+            self._mlflow().log_batch(run_id, metrics=metrics[i:i + MAX_METRICS_PER_BATCH])
 
     def _end_run(self, trial, error: str | None, ended_ms: int) -> None:
         run_id = self._trial_runs[trial]
         if error is not None:
-            self._client.set_tag(run_id, ERROR_TAG, error)
-        self._client.set_terminated(run_id, status="FAILED" if error is not None else "FINISHED", end_time=ended_ms)
+            self._mlflow().set_tag(run_id, ERROR_TAG, error)
+        self._mlflow().set_terminated(run_id, status="FAILED" if error is not None else "FINISHED", end_time=ended_ms)
 
 
 def _now_ms() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,8 @@ from raymlx.search import ModelSearcher, model_searcher
 from raymlx.select import LeaderboardRow, build_leaderboard, leaderboard_frame, log_champion
 from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
-from raymlx.tracking import TrialRunCallback, ensure_experiment, resolve_tracking_uri, start_runs
+from raymlx.tracking import (SessionRuns, TrialRunCallback, ensure_experiment, resolve_tracking_uri,
+                             start_runs)
 from raymlx.trainable import ModelPlan, TrialContext, run_trial
 
 __all__ = ["ExperimentResult", "run_experiment", "PipelineFailed", "TrackingFailed"]
@@ -114,17 +115,11 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
         with _phase("fold features"):
             folds = make_folds(frame, spec)
             features = compute_fold_features(spec, frame, folds, base_dir=base_dir)
-        with _phase("MLflow runs"):
-            session = _open_session(loaded, frame, folds)
+        progress, session = _tune_while_opening(loaded, frame, folds, features, metric, runtime, on_progress)
     except BaseException:
         runtime.shutdown()
         raise
     try:
-        with _phase("waiting for Ray"):
-            started_ray = runtime.wait()
-        with _phase("tuning"):
-            with trial_actor_env(inherited=started_ray):
-                progress = _tune(spec, features, metric, base_dir, session, on_progress)
         board = build_leaderboard(progress.results, models=list(spec.models), metric=metric.name,
                                   mode=metric.mode, wall_times={n: p.wall_time_s for n, p in progress.models.items()},
                                   errors={n: p.last_error for n, p in progress.models.items()})
@@ -141,6 +136,25 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
     return result
 
 
+def _tune_while_opening(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold], features, metric,
+                        runtime: BackgroundRuntime, on_progress) -> tuple[_TuneOutcome, _Session]:
+    """Tune while the session's MLflow runs open (loading MLflow's store takes about 2 s on one core,
+    as long as Tune takes to start the first trials); trial runs are written once those exist."""
+    with ThreadPoolExecutor(1, thread_name_prefix="raymlx-session") as pool:
+        opening = pool.submit(_open_session, loaded, frame, folds)
+        try:
+            with _phase("waiting for Ray"):
+                started_ray = runtime.wait()
+            with _phase("tuning"), trial_actor_env(inherited=started_ray):
+                progress = _tune(loaded.spec, features, metric, loaded.base_dir, opening, on_progress)
+        except BaseException:
+            if opening.exception() is not None:
+                raise opening.exception() from None  # the store failed: say that, not how Tune stopped
+            opening.result().end(status="FAILED")
+            raise
+        return progress, opening.result()
+
+
 def _finish(loaded: LoadedSpec, frame: pd.DataFrame, board: list[LeaderboardRow], session: _Session,
             metric) -> ExperimentResult:
     """Log the leaderboard and register the champion: everything after tuning that needs no Ray."""
@@ -152,14 +166,11 @@ def _finish(loaded: LoadedSpec, frame: pd.DataFrame, board: list[LeaderboardRow]
     return result
 
 
-@dataclass
-class _Session:
+@dataclass(frozen=True)
+class _Session(SessionRuns):
     """The MLflow side of one ``raymlx tune``: the session run and each model's parent run."""
 
     tracking_uri: str
-    experiment_id: str
-    session_id: str
-    parents: dict[str, str]
 
     @property
     def client(self) -> MlflowClient:
@@ -179,7 +190,7 @@ def _open_session(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold]) ->
     session_id, parents = start_runs(client, experiment_id, name=spec.name, models=list(spec.models))
     client.log_artifact(session_id, str(loaded.path))
     client.log_dict(session_id, fold_plan(frame, folds), "folds.json")
-    return _Session(tracking_uri, experiment_id, session_id, parents)
+    return _Session(experiment_id, session_id, parents, tracking_uri)
 
 
 @contextmanager
@@ -208,7 +219,7 @@ def _concurrency(spec: Spec) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1) // smallest))
 
 
-def _tune(spec, features, metric, base_dir, session: _Session, on_progress) -> _TuneOutcome:
+def _tune(spec, features, metric, base_dir, session: Future, on_progress) -> _TuneOutcome:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # progress is ours to show; Tune's reporter stays quiet
     # MLflow is the record: of Tune's per-trial files keep only result.json (its results read it back);
     # the CSV and TensorBoard writers cost time on every trial.
@@ -220,9 +231,7 @@ def _tune(spec, features, metric, base_dir, session: _Session, on_progress) -> _
     context = TrialContext(plans, features, spec.metric_spec.name, metric.mode, base_dir)
     progress = ProgressCallback({n: b for n, (_, b) in searches.items()}, metric=metric.name, mode=metric.mode,
                                 on_update=on_progress)
-    mlflow_callback = TrialRunCallback(parent_runs=session.parents, session_id=session.session_id,
-                                       experiment_id=session.experiment_id,
-                                       tracking_uri=session.tracking_uri,
+    mlflow_callback = TrialRunCallback(runs=session, tracking_uri=resolve_tracking_uri(spec.tracking.uri, base_dir),
                                        experiment_name=spec.experiment_name)
     storage = spec.runtime.storage_path or str(Path(base_dir, ".raymlx", "ray_results").resolve())
     tuner = tune.Tuner(

@@ -79,3 +79,20 @@ def test_an_experiment_tracks_and_registers_through_a_tracking_server(ray_runtim
     model = mlflow.pyfunc.load_model("models:/remote-model@champion")
     predicted = model.predict(frame.drop(columns="progression").head(5))
     assert predicted.shape == (5,) and np.isfinite(predicted).all()
+
+
+def test_an_unreachable_tracking_server_stops_the_run_with_its_own_error(ray_runtime, project, monkeypatch):
+    """Tune starts while the session's runs open: when they cannot, tuning stops at the next trial and
+    the store's error is what the user sees, not how Tune stopped."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    port = _free_port()  # nothing listens there
+    spec = SPEC.replace("PORT", str(port)).replace("num_samples: 2", "num_samples: 30")
+    (project / "specs.yaml").write_text(textwrap.dedent(spec))
+    loaded = load_spec(project / "specs.yaml")
+    started = time.monotonic()
+    with pytest.raises(Exception, match=f"127.0.0.1:{port}") as failure:
+        run_experiment(loaded, validate(loaded))
+    assert "TuneError" not in type(failure.value).__name__
+    assert time.monotonic() - started < 60
+    results = list((project / ".raymlx" / "ray_results").rglob("result.json"))
+    assert len(results) < 30  # stopped early, not after every trial

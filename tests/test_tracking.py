@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from raymlx.tracking import ensure_experiment, resolve_tracking_uri
+from raymlx.tracking import SessionRuns, ensure_experiment, resolve_tracking_uri
 
 
 @pytest.mark.parametrize(("uri", "relative"), [
@@ -133,7 +134,7 @@ def test_trial_runs_hold_what_rays_mlflow_callback_writes(store, monkeypatch):
     ours = ensure_experiment("batched", tracking_uri=uri, base_dir=spec_dir)
     _drive(MLflowLoggerCallback(tracking_uri=uri, experiment_name="stock"), events)
     session, parents = start_runs(MlflowClient(uri), ours, name="s", models=["ridge", "tree"])
-    callback = TrialRunCallback(parent_runs=parents, session_id=session, experiment_id=ours, tracking_uri=uri)
+    callback = TrialRunCallback(runs=SessionRuns(ours, session, parents), tracking_uri=uri)
     _drive(callback, events)
     assert callback.close() == []
     mine = [r for r in _as_logged(uri, ours) if r[0] in ("t1", "t2")]
@@ -148,8 +149,7 @@ def test_trial_runs_nest_under_their_model_and_record_the_error(store):
     uri, spec_dir = store
     experiment_id = ensure_experiment("nested", tracking_uri=uri, base_dir=spec_dir)
     session, parents = start_runs(MlflowClient(uri), experiment_id, name="s", models=["ridge", "tree"])
-    callback = TrialRunCallback(parent_runs=parents, session_id=session, experiment_id=experiment_id,
-                                tracking_uri=uri)
+    callback = TrialRunCallback(runs=SessionRuns(experiment_id, session, parents), tracking_uri=uri)
     _drive(callback, [(_Trial("ok", {"model": "ridge", "params": {}}), [{"rmse": 1.0}], False),
                       (_Trial("bad", {"model": "tree", "params": {}}), [], True)])
     assert callback.close() == []
@@ -167,8 +167,7 @@ def test_a_failed_write_is_returned_and_the_writes_after_it_still_happen(store):
     uri, spec_dir = store
     experiment_id = ensure_experiment("failed-write", tracking_uri=uri, base_dir=spec_dir)
     session, parents = start_runs(MlflowClient(uri), experiment_id, name="s", models=["ridge"])
-    callback = TrialRunCallback(parent_runs=parents, session_id=session, experiment_id=experiment_id,
-                                tracking_uri=uri)
+    callback = TrialRunCallback(runs=SessionRuns(experiment_id, session, parents), tracking_uri=uri)
     callback.setup()
     trial = _Trial("t", {"model": "ridge", "params": {"alpha": 1.0}})
     callback.log_trial_start(trial)
@@ -179,3 +178,44 @@ def test_a_failed_write_is_returned_and_the_writes_after_it_still_happen(store):
     assert [type(e) for e in errors] == [KeyError]
     (run,) = MlflowClient(uri).search_runs([experiment_id], "tags.`raymlx.role` = 'trial'")
     assert (run.info.status, run.data.metrics["rmse"], run.data.params["params/alpha"]) == ("FINISHED", 1.5, "1.0")
+
+
+def test_trials_start_before_the_session_runs_exist_and_are_written_under_them_once_they_do(store):
+    from concurrent.futures import Future
+
+    from raymlx.tracking import TrialRunCallback, start_runs
+
+    uri, spec_dir = store
+    experiment_id = ensure_experiment("opening", tracking_uri=uri, base_dir=spec_dir)
+    opening = Future()
+    callback = TrialRunCallback(runs=opening, tracking_uri=uri)
+    callback.setup()
+    trial = _Trial("early", {"model": "ridge", "params": {"alpha": 1.0}})
+    callback.log_trial_start(trial)
+    started_ms = int(time.time() * 1000)
+    callback.log_trial_result(1, trial, {"rmse": 1.5, "training_iteration": 1})
+    time.sleep(0.3)  # the session opens later than the trial starts
+    session, parents = start_runs(MlflowClient(uri), experiment_id, name="s", models=["ridge"])
+    opening.set_result(SessionRuns(experiment_id, session, parents))
+    callback.log_trial_end(trial)
+    assert callback.close() == []
+    (run,) = MlflowClient(uri).search_runs([experiment_id], "tags.`raymlx.role` = 'trial'")
+    assert run.data.tags["mlflow.parentRunId"] == parents["ridge"] and run.data.tags["raymlx.session"] == session
+    assert (run.info.status, run.data.metrics["rmse"]) == ("FINISHED", 1.5)
+    assert run.info.start_time <= started_ms  # when Tune started it, not when the write could happen
+
+
+def test_when_the_session_runs_cannot_open_the_next_trial_start_raises_their_error(store):
+    from concurrent.futures import Future
+
+    from raymlx.tracking import TrialRunCallback
+
+    uri, _ = store
+    opening = Future()
+    callback = TrialRunCallback(runs=opening, tracking_uri=uri)
+    callback.setup()
+    callback.log_trial_start(_Trial("first", {"model": "ridge", "params": {}}))  # still opening: no error yet
+    opening.set_exception(ConnectionError("tracking server unreachable"))
+    with pytest.raises(ConnectionError, match="tracking server unreachable"):
+        callback.log_trial_start(_Trial("second", {"model": "ridge", "params": {}}))
+    assert [type(e) for e in callback.close()] == [ConnectionError]
