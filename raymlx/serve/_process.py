@@ -111,7 +111,7 @@ def serve_foreground(request: ServeRequest, *, on_ready: Callable[[str, str | No
     from raymlx.serve.deployment import serve_options
     from raymlx.serve.model import resolve_model
     from raymlx.spec import RuntimeSpec, ServeSpec
-    from raymlx.runtime import init_ray
+    from raymlx.runtime import init_ray, shutdown_ray
 
     ref = resolve_model(request.model_uri, tracking_uri=request.tracking_uri)
     options = serve_options(ServeSpec(**request.serve))
@@ -132,7 +132,7 @@ def serve_foreground(request: ServeRequest, *, on_ready: Callable[[str, str | No
         _state_path(request.port).unlink(missing_ok=True)
         stop_app(running)
         if started:
-            ray.shutdown()
+            shutdown_ray()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
