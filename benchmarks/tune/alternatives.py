@@ -15,13 +15,12 @@ import mlflow
 import numpy as np
 import optuna
 import pandas as pd
-from scipy import stats
 
 from raymlx.checks import validate
 from raymlx.folds import make_folds
 from raymlx.metrics import get_metric
 from raymlx.registry import resolve
-from raymlx.space import decode, grid_points
+from raymlx.space import decode, distributions, grid_points
 from raymlx.spec import ChoiceParam, FloatParam
 from raymlx.spec_io import load_spec
 from raymlx.tracking import resolve_tracking_uri
@@ -71,29 +70,17 @@ def run_optuna(loaded, context, metric, n_jobs: int) -> None:
         study.optimize(objective, n_trials=entry.search.num_samples, n_jobs=n_jobs, catch=(Exception,))
 
 
-class _LogInt:
-    """Integers drawn log-uniformly from [low, high], as Optuna's ``suggest_int(log=True)`` draws them."""
-
-    def __init__(self, low: int, high: int) -> None:
-        self.low, self.high, self.draw = low, high, stats.loguniform(low - 0.5, high + 0.5)
-
-    def rvs(self, random_state=None) -> int:
-        return int(np.clip(np.round(self.draw.rvs(random_state=random_state)), self.low, self.high))
-
-
-def _distribution(p):
-    """The spec's search dimension as RandomizedSearchCV takes it: the same values, drawn the same way."""
-    if isinstance(p, ChoiceParam):
-        return list(p.values)
-    if p.step is not None:
-        return grid_points({"p": p})["p"]
-    if isinstance(p, FloatParam):
-        return stats.loguniform(p.low, p.high) if p.log else stats.uniform(p.low, p.high - p.low)
-    return _LogInt(p.low, p.high) if p.log else stats.randint(p.low, p.high + 1)
+def _random_configs(search) -> list[dict]:
+    """The configurations raymlx's random search draws for this model: the same Optuna sampler,
+    seed and space, asked as often, so both contenders fit exactly the same configurations."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=search.seed))
+    space = distributions(search.space)
+    return [decode(search.space, study.ask(space).params) for _ in range(search.num_samples)]
 
 
 def run_randomized(loaded, features, metric) -> None:
-    """scikit-learn's RandomizedSearchCV(n_jobs=2) on each scikit-learn model, on the same fold features."""
+    """scikit-learn's RandomizedSearchCV(n_jobs=2) on each scikit-learn model, on the same fold features and
+    the same configurations as raymlx's random search (so wall time compares equal work)."""
     from sklearn.model_selection import RandomizedSearchCV
 
     for name, entry in loaded.spec.models.items():
@@ -107,9 +94,10 @@ def run_randomized(loaded, features, metric) -> None:
             cv.append((np.arange(start, start + len(f.X_train)),
                        np.arange(start + len(f.X_train), start + len(f.X_train) + len(f.X_valid))))
             start += len(f.X_train) + len(f.X_valid)
-        space = {key: _distribution(p) for key, p in entry.search.space.items()}
+        # One single-point grid per configuration: RandomizedSearchCV then evaluates each exactly once.
+        configs = [{key: [value] for key, value in config.items()} for config in _random_configs(entry.search)]
         estimator = resolve(entry.model)(**entry.params)
-        search = RandomizedSearchCV(estimator, space, n_iter=entry.search.num_samples, cv=cv, n_jobs=2,
+        search = RandomizedSearchCV(estimator, configs, n_iter=len(configs), cv=cv, n_jobs=2,
                                     scoring="neg_root_mean_squared_error", random_state=entry.search.seed or 0,
                                     error_score=np.nan)
         search.fit(X, y)

@@ -104,7 +104,7 @@ def main() -> None:
     alt = [sys.executable, str(Path(__file__).resolve().parent / "alternatives.py")]
     raymlx = [sys.executable, "-m", "raymlx.cli", "tune"]
     # key, label, command before the spec, after it, trials running at once, models, search algorithm
-    # (RandomizedSearchCV samples at random: on its subset, raymlx does too).
+    # (on its subset raymlx searches at random, and RandomizedSearchCV fits the configurations it draws).
     contenders = [
         ("raymlx", "raymlx tune", raymlx, [], 2, every, None),
         ("optuna1", "optuna loop (1 process)", alt + ["optuna"], ["--n-jobs", "1"], 1, every, None),
