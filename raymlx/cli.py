@@ -111,7 +111,11 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
             result = run_experiment(loaded, frame, runtime=started[0], verbose=_state["verbose"],
                                     on_progress=lambda models: live.update(_progress_table(models)))
         _print_result(result, loaded.spec)
-    _run(action, cleanup=lambda: [runtime.shutdown() for runtime in started])
+
+    def stop_ray() -> None:  # after an error's message is printed: it waits for Ray's start to finish
+        for runtime in started:
+            runtime.shutdown()
+    _run(action, cleanup=stop_ray)
 
 
 @app.command()

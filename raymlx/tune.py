@@ -116,20 +116,17 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
             folds = make_folds(frame, spec)
             features = compute_fold_features(spec, frame, folds, base_dir=base_dir)
         progress, session = _tune_while_opening(loaded, frame, folds, features, metric, runtime, on_progress)
-    except BaseException:
-        runtime.shutdown()
-        raise
-    try:
-        board = build_leaderboard(progress.results, models=list(spec.models), metric=metric.name,
-                                  mode=metric.mode, wall_times={n: p.wall_time_s for n, p in progress.models.items()},
-                                  errors={n: p.last_error for n, p in progress.models.items()})
-        with ThreadPoolExecutor(1) as pool:  # Ray's shutdown (over a second) overlaps the champion's refit
-            finishing = pool.submit(_finish, loaded, frame, board, session, metric)
-            runtime.shutdown()
-            result = finishing.result()
-    except BaseException:
-        session.end(status="FAILED")
-        raise
+        try:
+            board = build_leaderboard(progress.results, models=list(spec.models), metric=metric.name, mode=metric.mode,
+                                      wall_times={n: p.wall_time_s for n, p in progress.models.items()},
+                                      errors={n: p.last_error for n, p in progress.models.items()})
+            with ThreadPoolExecutor(1) as pool:  # Ray's shutdown (about a second) overlaps the champion's refit
+                finishing = pool.submit(_finish, loaded, frame, board, session, metric)
+                runtime.shutdown()
+                result = finishing.result()
+        except BaseException:
+            session.end(status="FAILED")
+            raise
     finally:
         runtime.shutdown()
     session.end(status="FINISHED")
@@ -219,7 +216,7 @@ def _concurrency(spec: Spec) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1) // smallest))
 
 
-def _tune(spec, features, metric, base_dir, session: Future, on_progress) -> _TuneOutcome:
+def _tune(spec, features, metric, base_dir, runs: Future, on_progress) -> _TuneOutcome:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # progress is ours to show; Tune's reporter stays quiet
     # MLflow is the record: of Tune's per-trial files keep only result.json (its results read it back);
     # the CSV and TensorBoard writers cost time on every trial.
@@ -231,7 +228,7 @@ def _tune(spec, features, metric, base_dir, session: Future, on_progress) -> _Tu
     context = TrialContext(plans, features, spec.metric_spec.name, metric.mode, base_dir)
     progress = ProgressCallback({n: b for n, (_, b) in searches.items()}, metric=metric.name, mode=metric.mode,
                                 on_update=on_progress)
-    mlflow_callback = TrialRunCallback(runs=session, tracking_uri=resolve_tracking_uri(spec.tracking.uri, base_dir),
+    mlflow_callback = TrialRunCallback(runs=runs, tracking_uri=resolve_tracking_uri(spec.tracking.uri, base_dir),
                                        experiment_name=spec.experiment_name)
     storage = spec.runtime.storage_path or str(Path(base_dir, ".raymlx", "ray_results").resolve())
     tuner = tune.Tuner(

@@ -20,7 +20,8 @@ from raymlx.checks import validate
 from raymlx.folds import make_folds
 from raymlx.metrics import get_metric
 from raymlx.registry import resolve
-from raymlx.space import decode, distributions, grid_points
+from raymlx.search import _sampler  # the same sampler raymlx gives each model's search
+from raymlx.space import decode, distributions
 from raymlx.spec import ChoiceParam, FloatParam
 from raymlx.spec_io import load_spec
 from raymlx.tracking import resolve_tracking_uri
@@ -45,14 +46,6 @@ def _log_trial(model: str, params: dict, result: dict) -> None:
     with mlflow.start_run(run_name=model, tags={"raymlx.model": model, "raymlx.role": "trial"}):
         mlflow.log_params({"model": model, **{f"params/{k}": v for k, v in params.items()}})
         mlflow.log_metrics(result)
-
-
-def _sampler(search) -> optuna.samplers.BaseSampler:
-    if search.algorithm == "random":
-        return optuna.samplers.RandomSampler(seed=search.seed)
-    if search.algorithm == "grid":
-        return optuna.samplers.GridSampler(grid_points(search.space), seed=search.seed)
-    return optuna.samplers.TPESampler(seed=search.seed)
 
 
 def run_optuna(loaded, context, metric, n_jobs: int) -> None:
