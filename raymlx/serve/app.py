@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from raymlx.serve.model import ServedModel, to_json_values
 from raymlx.serve.schema import Column, forecast_models, predict_models
 
-__all__ = ["Limits", "Answer", "ModelInputError", "build_app", "records_frame", "BodyLimit"]
+__all__ = ["BATCH_SIZE_HEADER", "Limits", "Answer", "ModelInputError", "build_app", "records_frame", "BodyLimit"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +38,16 @@ class Limits:
 
 @dataclass
 class Answer:
-    """Predictions for one request, from one model version."""
+    """Predictions for one request, from one model version.
+
+    ``batch_size`` counts the requests answered by the same model call (the
+    ``x-raymlx-batch-size`` response header).
+    """
 
     predictions: list
     probabilities: list[dict[str, float]] | None
     version: str | None
+    batch_size: int = 1
 
 
 class ModelInputError(ValueError):
@@ -50,6 +55,8 @@ class ModelInputError(ValueError):
 
 
 Predict = Callable[[ServedModel, pd.DataFrame], Awaitable[Answer]]
+
+BATCH_SIZE_HEADER = "x-raymlx-batch-size"
 
 _DTYPES = {"double": "float64", "float": "float64", "long": "int64", "integer": "int64", "boolean": "bool"}
 
@@ -176,7 +183,8 @@ def _add_predict_route(app: FastAPI, model: ServedModel, predict: Predict, limit
         payload = {"predictions": result.predictions, "model_version": result.version}
         if result.probabilities is not None:
             payload["probabilities"] = result.probabilities
-        return Response(json.dumps(payload), media_type="application/json")
+        return Response(json.dumps(payload), media_type="application/json",
+                        headers={BATCH_SIZE_HEADER: str(result.batch_size)})
 
     _annotate(predict_route, request_model)
     app.post("/predict", response_model=response_model, summary="Predict rows",

@@ -139,7 +139,7 @@ def _split(whole: Answer, sizes: list[int]) -> list[Answer]:
     for size in sizes:
         stop = start + size
         proba = whole.probabilities[start:stop] if whole.probabilities is not None else None
-        parts.append(Answer(whole.predictions[start:stop], proba, whole.version))
+        parts.append(Answer(whole.predictions[start:stop], proba, whole.version, len(sizes)))
         start = stop
     return parts
 

@@ -19,7 +19,7 @@ from raymlx.champion import fit_predictor
 from raymlx.models import NaiveSeasonal
 from raymlx.pipeline import Pipeline
 from raymlx.serve._control import _free_port, reload_app, start_app, stop_app
-from raymlx.serve.app import Limits
+from raymlx.serve.app import BATCH_SIZE_HEADER, Limits
 from raymlx.serve.deployment import serve_options
 from raymlx.serve.model import resolve_model
 from raymlx.spec import AutoscalingSpec, BatchingSpec, ServeSpec
@@ -69,20 +69,41 @@ def test_predict_equals_mlflow_pyfunc(served, store, diabetes):
 
 
 def test_concurrent_requests_are_batched_without_mixing_rows(served, store, diabetes):
+    """Requests sent at once share model calls (the replica says how many shared each), each gets its own row."""
     use(served, "models:/diabetes@champion", store)
     rows = diabetes.drop(columns=[TARGET]).head(24)
     expected = mlflow.pyfunc.load_model("models:/diabetes@champion").predict(rows)
+    sizes: list[int] = []
+    for _ in range(5):  # one burst almost always batches; a loaded machine may serialise a burst now and then
+        results, burst_sizes = burst(served["url"], rows)
+        np.testing.assert_allclose([results[i] for i in range(len(rows))], expected, rtol=1e-9)
+        sizes += burst_sizes
+        if max(sizes) > 1:
+            break
+    assert 1 < max(sizes) <= 16, sizes  # the fixture's max_batch_size
+
+
+def burst(url: str, rows: pd.DataFrame) -> tuple[dict[int, float], list[int]]:
+    """One-row requests for every row, released together; their predictions and batch sizes."""
     results: dict[int, float] = {}
+    sizes: list[int] = []
+    ready = threading.Barrier(len(rows))
 
     def one(i: int) -> None:
-        results[i] = post(served["url"], "/predict", {"records": [rows.iloc[i].to_dict()]}).json()["predictions"][0]
+        with httpx.Client(timeout=30) as client:
+            client.get(url + "/health")  # connect first, so that the requests leave together
+            ready.wait(timeout=30)
+            reply = client.post(url + "/predict", content=json.dumps({"records": [rows.iloc[i].to_dict()]}),
+                                headers={"content-type": "application/json"})
+        results[i] = reply.json()["predictions"][0]
+        sizes.append(int(reply.headers[BATCH_SIZE_HEADER]))
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(rows))]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=30)
-    np.testing.assert_allclose([results[i] for i in range(len(rows))], expected, rtol=1e-9)
+        thread.join(timeout=60)
+    return results, sizes
 
 
 def test_health_metadata_and_docs(served, store):
@@ -268,35 +289,61 @@ def test_without_future_columns_future_is_not_accepted(served, store, forecaster
 
 
 def test_new_champion_rolls_in_without_a_failed_request(served, store, diabetes):
+    """Clients sending all along get 200s only, from the old version and then from the new one."""
     use(served, "models:/diabetes@champion", store)
     url, old = served["url"], served["ref"]
-    body = json.dumps({"records": [ROW]}).encode()
-    seen: list[tuple[int, str | None]] = []
+    clients = [Versions() for _ in range(4)]
     stop = threading.Event()
-
-    def client_loop() -> None:  # bounded: at most 3000 requests or 60 s
-        deadline = time.monotonic() + 60
-        with httpx.Client(timeout=30) as client:
-            while not stop.is_set() and len(seen) < 3000 and time.monotonic() < deadline:
-                reply = client.post(url + "/predict", content=body, headers={"content-type": "application/json"})
-                seen.append((reply.status_code, reply.json().get("model_version")))
-
-    loops = [threading.Thread(target=client_loop) for _ in range(4)]
+    loops = [threading.Thread(target=client_loop, args=(url, versions, stop)) for versions in clients]
     for loop in loops:
         loop.start()
-    version = register(store, "diabetes", tabular(diabetes, Ridge(alpha=10.0)),
-                       diabetes.drop(columns=[TARGET]).head(5))
-    new = resolve_model("models:/diabetes@champion", tracking_uri=store)
-    assert new.version == version != old.version
-    reload_app(new, served["options"], url=url, timeout_s=60)
-    served["ref"] = new
-    time.sleep(1.0)
-    stop.set()
-    for loop in loops:
-        loop.join(timeout=60)
-    assert {status for status, _ in seen} == {200}, [s for s in seen if s[0] != 200][:5]
-    assert {v for _, v in seen} == {old.version, new.version}
+    try:
+        version = register(store, "diabetes", tabular(diabetes, Ridge(alpha=10.0)),
+                           diabetes.drop(columns=[TARGET]).head(5))
+        new = resolve_model("models:/diabetes@champion", tracking_uri=store)
+        assert new.version == version != old.version
+        reload_app(new, served["options"], url=url, timeout_s=60)
+        served["ref"] = new
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(new.version in c.seen for c in clients):
+            time.sleep(0.1)
+        time.sleep(0.5)  # and a little more of the new version
+    finally:
+        stop.set()
+        for loop in loops:
+            loop.join(timeout=60)
+    assert not any(loop.is_alive() for loop in loops)
+    failures = [f for c in clients for f in c.failures]
+    assert not failures, (len(failures), failures[:5])
+    for c in clients:  # each client: the old version, then the new one, never back
+        assert c.seen[0] == old.version and c.seen[-1] == new.version, c.seen[:3] + c.seen[-3:]
+        switch = c.seen.index(new.version)
+        assert set(c.seen[:switch]) == {old.version} and set(c.seen[switch:]) == {new.version}
     assert httpx.get(url + "/metadata").json()["version"] == new.version
+
+
+@dataclasses.dataclass
+class Versions:
+    """What one client saw: the model version of each answer, and every failed request."""
+
+    seen: list[str] = dataclasses.field(default_factory=list)
+    failures: list[str] = dataclasses.field(default_factory=list)
+
+
+def client_loop(url: str, versions: Versions, stop: threading.Event, *, limit_s: float = 180) -> None:
+    """Predict one row after another until ``stop`` (or ``limit_s``); any non-200 or exception is a failure."""
+    body = json.dumps({"records": [ROW]}).encode()
+    deadline = time.monotonic() + limit_s
+    with httpx.Client(timeout=30) as client:
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                reply = client.post(url + "/predict", content=body, headers={"content-type": "application/json"})
+                if reply.status_code != 200:
+                    versions.failures.append(f"{reply.status_code}: {reply.text[:200]}")
+                else:
+                    versions.seen.append(reply.json()["model_version"])
+            except Exception as exc:  # a reset connection, a reply that is not JSON: a failed request too
+                versions.failures.append(f"{type(exc).__name__}: {exc}")
 
 
 def test_overload_sheds_503_and_recovers(served, store):
