@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from functools import partial
 
 import mlflow
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import Ridge
+from sklearn.tree import DecisionTreeRegressor
 
 from raymlx.checks import validate
 from raymlx.spec_io import load_spec
@@ -26,6 +28,7 @@ tracking: {uri: "sqlite:///mlflow.db"}
 models:
   ridge:
     model: sklearn.linear_model:Ridge
+    pipeline: scaled
     search:
       num_samples: 4
       space:
@@ -45,6 +48,9 @@ models:
       num_samples: 2
       space:
         strength: {type: float, low: 0.0, high: 1.0}
+pipelines:
+  scaled:
+    - step: standard_scale
 """
 
 USER_MODELS = '''
@@ -119,6 +125,15 @@ def test_failing_trials_are_recorded_and_do_not_stop_the_others(experiment):
     assert all(r.failed == 0 for r in result.leaderboard if r.model != "broken")
 
 
+def _standardised(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    return (rows - frame.mean()) / frame.std(ddof=0)
+
+
+# The spec's scored models and their pipelines' features, written out here to refit the winner independently.
+REFIT = {"ridge": (Ridge, _standardised),
+         "tree": (partial(DecisionTreeRegressor, random_state=0), lambda frame, rows: rows)}
+
+
 def test_champion_alias_loads_and_predicts_raw_rows(experiment):
     _, loaded, frame, result = experiment
     best = result.leaderboard[0]
@@ -129,11 +144,11 @@ def test_champion_alias_loads_and_predicts_raw_rows(experiment):
     model = mlflow.pyfunc.load_model("models:/e2e@champion")
     rows = frame.drop(columns=["progression"]).head(20)
     predicted = model.predict(rows)
-    assert best.model in ("ridge", "tree")
-    if best.model == "ridge":
-        expected = Ridge(**best.params).fit(frame.drop(columns=["progression"]), frame["progression"]).predict(rows)
-        np.testing.assert_allclose(predicted, expected, rtol=1e-6)
-    assert len(predicted) == 20 and np.isfinite(predicted).all()
+    estimator, features = REFIT[best.model]
+    inputs = frame.drop(columns=["progression"])
+    fitted = estimator(**best.params).fit(features(inputs, inputs), frame["progression"])
+    expected = fitted.predict(features(inputs, rows))
+    np.testing.assert_allclose(predicted, expected, rtol=1e-6)
 
 
 def test_spec_and_leaderboard_logged_on_the_session_run(experiment):
