@@ -206,13 +206,33 @@ def test_classification_scores_probabilities_and_the_champion_predicts_labels(ra
 
 
 SLEEPY = '''
+import os
 import time
+from pathlib import Path
+
 import numpy as np
+
+FITTING = Path(__file__).with_name("fitting")  # one file per process that has begun a fit
+met = False
+
+
+def _meet(timeout_s=60.0):
+    """Once per process: wait until another process fits too, so that trials able to run at once do,
+    however long a loaded machine takes to start the second trial's worker."""
+    global met
+    FITTING.mkdir(exist_ok=True)
+    (FITTING / str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout_s
+    while not met and len(list(FITTING.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    met = True
+
 
 class Sleepy:
     def __init__(self, seconds=0.4):
         self.seconds = seconds
     def fit(self, X, y):
+        _meet()
         time.sleep(self.seconds)
         return self
     def predict(self, X):
