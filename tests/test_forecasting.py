@@ -36,6 +36,9 @@ def count_calls(frame, *, log):
 
 @pytest.fixture(scope="module")
 def temperature(tmp_path_factory) -> Path:
+    """The temperature example, whose Prophet and Darts models need the forecasting extra."""
+    for module in ("prophet", "darts"):
+        pytest.importorskip(module, reason="the forecasting extra is not installed: pip install 'raymlx[forecasting]'")
     root = tmp_path_factory.mktemp("temperature")
     shutil.copytree(EXAMPLE, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", ".raymlx"))
     (root / "counting.py").write_text(COUNTING_STEP)

@@ -1,6 +1,7 @@
 """Serving benchmark: the same champion served four ways, driven by one load generator in one run.
 
-    python benchmarks/serve/run.py [--seconds 10] [--workload all] [--skip-autoscaling] [--json FILE]
+    python benchmarks/serve/run.py [--seconds 10] [--workload all] [--servers raymlx uvicorn ...]
+        [--skip-autoscaling] [--json FILE]
 
 Servers (all on 127.0.0.1, one worker process each):
 
@@ -42,6 +43,8 @@ sys.path.insert(0, str(HERE))
 
 from loadgen import LoadResult, run_load  # noqa: E402
 
+from raymlx.serve._control import _free_port  # noqa: E402
+
 DATA = ROOT / "examples" / "tabular" / "data" / "diabetes.csv"
 
 
@@ -77,21 +80,24 @@ def make_champions(work: Path) -> str:
                                   forecasting=False, time_column=None)
         with mlflow.start_run() as run:
             pass
-        log_champion(predictor, run_id=run.info.run_id, registered_model=name, code_paths=[],
+        log_champion(predictor, run_id=run.info.run_id, experiment_id=run.info.experiment_id,
+                     registered_model=name, code_paths=[],
                      sample=frame[inputs].head(5), metadata={"model": type(model).__name__, "metric": "rmse",
                                                              "score": 0.0, "task": "regression",
                                                              "target": "progression", "params": {}})
     return store
 
 
-def _wait(url: str, timeout_s: float = 180) -> None:
+def _wait(url: str, child: subprocess.Popen, log: Path, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and child.poll() is None:
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=2).status_code < 500:
                 return
         time.sleep(0.5)
-    raise TimeoutError(f"{url} did not come up")
+    tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-20:])
+    why = "timeout" if child.poll() is None else f"exited {child.returncode}"
+    raise RuntimeError(f"{url} did not come up ({why}); the end of {log}:\n{tail}")
 
 
 @contextlib.contextmanager
@@ -100,7 +106,7 @@ def _process(command: list[str], *, env: dict, health: str, log: Path):
         child = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=out, cwd=HERE,
                                  start_new_session=True)
     try:
-        _wait(health)
+        _wait(health, child, log)
         yield child
     finally:
         child.send_signal(signal.SIGTERM)
@@ -223,19 +229,22 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-SERVERS = [
-    ("raymlx serve", lambda store, model, port, work: raymlx_server(store, model, port, work, direct=True), "/predict"),
-    ("raymlx serve, Serve defaults (proxy)",
-     lambda store, model, port, work: raymlx_server(store, model, port, work, direct=False), "/predict"),
-    ("FastAPI + uvicorn", uvicorn_server, "/predict"),
-    ("mlflow models serve", mlflow_server, "/invocations"),
-]
+SERVERS = {  # key: (name, server, path)
+    "raymlx": ("raymlx serve", lambda store, model, port, work: raymlx_server(store, model, port, work, direct=True),
+               "/predict"),
+    "raymlx-proxy": ("raymlx serve, Serve defaults (proxy)",
+                     lambda store, model, port, work: raymlx_server(store, model, port, work, direct=False),
+                     "/predict"),
+    "uvicorn": ("FastAPI + uvicorn", uvicorn_server, "/predict"),
+    "mlflow": ("mlflow models serve", mlflow_server, "/invocations"),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10, help="Measured seconds per server and concurrency.")
     parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
     parser.add_argument("--skip-autoscaling", action="store_true", help="Leave out the load-step measurement.")
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     args = parser.parse_args()
@@ -244,16 +253,16 @@ def main() -> None:
     row = _row(pd.read_csv(DATA))
     bodies = {"/predict": json.dumps({"records": [row]}).encode(),
               "/invocations": json.dumps({"dataframe_records": [row]}).encode()}
-    rows, port = [], 18000
+    rows = []
     for workload, model in WORKLOADS.items():
         if args.workload not in ("all", workload):
             continue
-        for name, start, path in SERVERS:
+        for name, start, path in (SERVERS[key] for key in args.servers):
             print(f"{workload}: {name} ...", file=sys.stderr, flush=True)
-            port += 1
+            port = _free_port("127.0.0.1")
             with start(store, model, port, work):
                 rows += measure(workload, name, f"http://127.0.0.1:{port}{path}", bodies[path], seconds=args.seconds)
-    step = None if args.skip_autoscaling else autoscaling_step(store, port + 1, work, bodies["/predict"])
+    step = None if args.skip_autoscaling else autoscaling_step(store, _free_port("127.0.0.1"), work, bodies["/predict"])
     print(f"machine: {machine()}\n")
     print(table(rows))
     if step:

@@ -56,5 +56,6 @@ def run_measured(command: list[str], *, cwd: str, env: dict | None = None, log: 
         done.set()
         sampler.join()
     if code != 0:
-        raise RuntimeError(f"{command} exited {code}; see {log}")
+        tail = "".join(Path(log).read_text().splitlines(keepends=True)[-20:]) if log else ""
+        raise RuntimeError(f"{command} exited {code}; the end of its output:\n{tail}")
     return {"wall_s": time.time() - started, "peak_rss": peak, "started_at": started}

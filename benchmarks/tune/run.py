@@ -2,7 +2,8 @@
 scikit-learn's RandomizedSearchCV(n_jobs=2), on the same workload, folds, metric and MLflow logging.
 RandomizedSearchCV takes scikit-learn estimators only, so it is compared with raymlx on that subset.
 
-    python benchmarks/tune/run.py [--trials 4] [--spec examples/temperature/specs.yaml]
+    python benchmarks/tune/run.py [--trials 4] [--spec examples/temperature/specs.yaml] [--models ridge ...]
+        [--only raymlx optuna1 ...]
 
 Every contender runs as its own command in a fresh copy of the example (its own sqlite MLflow
 store) and is measured the same way: wall time and peak memory of its whole process tree; the
@@ -14,6 +15,7 @@ the moment their search loop begins, which they print).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -94,13 +96,18 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=4, help="trials per model (grids stop at their size)")
     parser.add_argument("--only", nargs="*", default=None,
                         help="contenders to run: raymlx optuna1 optuna2 raymlx-sklearn randomized")
+    parser.add_argument("--models", nargs="*", default=None, help="the spec's models to tune (default: all)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     from raymlx.spec_io import load_spec
 
     loaded = load_spec(args.spec)
+    unknown = sorted(set(args.models or ()) - set(loaded.spec.models))
+    if unknown:
+        parser.error(f"--models: {', '.join(unknown)} not in {args.spec} (choose from {', '.join(loaded.spec.models)})")
     experiment, metric = loaded.spec.experiment_name, loaded.spec.metric_spec.name
-    every = list(loaded.spec.models)
-    sklearn = [name for name, m in loaded.spec.models.items() if m.model.startswith("sklearn.")]
+    every = [name for name in loaded.spec.models if args.models is None or name in args.models]
+    sklearn = [name for name in every if loaded.spec.models[name].model.startswith("sklearn.")]
     alt = [sys.executable, str(Path(__file__).resolve().parent / "alternatives.py")]
     raymlx = [sys.executable, "-m", "raymlx.cli", "tune"]
     # key, label, command before the spec, after it, trials running at once, models, search algorithm
@@ -124,6 +131,8 @@ def main() -> None:
           f"workload: {args.spec.resolve().relative_to(ROOT)}, {args.trials} trials per model, MLflow on sqlite")
     print(_table(rows))
     print("ratio column: wall time of raymlx on the same models / the contender's (below 1: raymlx is faster).")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
 
 
 
