@@ -14,7 +14,7 @@ from raymlx.data import missing_columns, prepare_frame, read_table, resolve_uri
 from raymlx.errors import DataError, SpecError
 from raymlx.folds import make_folds
 from raymlx.metrics import BUILTIN_METRICS
-from raymlx.models.base import parameter_names
+from raymlx.models.base import MODEL_PACKAGE, parameter_names
 from raymlx.pipeline import STEP_PACKAGE, expand_steps, make_step
 from raymlx.registry import UnresolvedReference, resolve, suggest
 from raymlx.space import continuous_params, grid_size
@@ -22,11 +22,9 @@ from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
 
 __all__ = ["validate", "check_task", "check_pipelines", "check_references", "check_search",
-           "check_metric", "check_leakage", "check_data", "MODEL_PACKAGE"]
+           "check_metric", "check_leakage", "check_data"]
 
 Found = Iterator[tuple[tuple, str]]
-MODEL_PACKAGE = "raymlx.models"
-CLASSIFICATION_METRICS = {"accuracy", "f1", "log_loss", "roc_auc"}
 GRID_LIMIT = 10_000
 
 
@@ -64,8 +62,7 @@ def check_metric(spec: Spec, base_dir: str) -> Found:
     """A built-in metric fits the task; a user's metric imports and states its mode."""
     metric = spec.metric_spec
     if metric.name in BUILTIN_METRICS:
-        is_clf = metric.name in CLASSIFICATION_METRICS
-        if is_clf != (spec.task == "classification"):
+        if spec.task not in BUILTIN_METRICS[metric.name].tasks:
             yield (("metric", "name"), f"metric '{metric.name}' does not fit task '{spec.task}'")
         return
     if ":" not in metric.name:

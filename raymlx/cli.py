@@ -85,7 +85,8 @@ def validate(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt) -> None:
 
         loaded = load_spec(spec, overrides=set_)
         frame = run_checks(loaded)
-        out.print(f"{spec}: valid ({len(loaded.spec.models)} models, {len(frame)} rows)", highlight=False)
+        rows = len(frame) if frame is not None else 0
+        out.print(f"{spec}: valid ({len(loaded.spec.models)} models, {rows} rows)", highlight=False)
     _run(action)
 
 
@@ -104,7 +105,7 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
         started.append(BackgroundRuntime(loaded.spec.runtime, address=address, base_dir=loaded.base_dir,
                                          verbose=_state["verbose"]))
         from raymlx.checks import validate as run_checks
-        from raymlx.tune import run_experiment
+        from raymlx.experiment import run_experiment
 
         frame = run_checks(loaded)
         with Live(_progress_table({}), console=err, refresh_per_second=4, transient=False) as live:
@@ -178,22 +179,22 @@ def serve_command(
         reload: bool = typer.Option(False, "--reload", help="Roll the running server to the version the alias names now.")) -> None:
     """Serve the champion (or --model) on Ray Serve: /predict, /forecast, /health, /metadata, /docs; Ctrl-C stops."""
     def action() -> None:
-        from raymlx.serve import _process
+        from raymlx import serve
 
         if stop or reload:
             port = _serve_request(spec, model, tracking_uri, set_, address).port if spec else None
-            state = _process.stop(port) if stop else _process.reload(port)
+            state = serve.stop(port) if stop else serve.reload(port)
             out.print(f"{'stopped' if stop else 'now serving version ' + str(state['version']) + ' at'} {state['url']}",
                       highlight=False)
             return
         request = _serve_request(spec, model, tracking_uri, set_, address)
         if detach:
             argv = [a for a in sys.argv[1:] if a != "--detach"]
-            state = _process.detach(argv, request)
+            state = serve.detach(argv, request)
             out.print(f"serving version {state['version']} at {state['url']} (pid {state['pid']}; "
                       f"`raymlx serve --stop` ends it)", highlight=False, soft_wrap=True)
             return
-        _process.serve_foreground(request, on_ready=lambda url, version: out.print(
+        serve.serve_foreground(request, on_ready=lambda url, version: out.print(
             f"serving {request.model_uri} (version {version}) at {url}  (docs: {url}/docs; Ctrl-C stops)",
             highlight=False, soft_wrap=True))
         err.print("stopped")
@@ -204,9 +205,9 @@ def _serve_request(spec: Optional[Path], model: Optional[str], tracking_uri: Opt
                    set_: Optional[list[str]], address: Optional[str]):
     """What to serve: the spec's champion and serve section, or --model with default serve settings."""
     from raymlx.errors import UserInputError
-    from raymlx.select import CHAMPION_ALIAS
-    from raymlx.serve._process import ServeRequest
-    from raymlx.spec import RuntimeSpec, ServeSpec
+    from raymlx.champion import CHAMPION_ALIAS
+    from raymlx.serve import ServeRequest
+    from raymlx.spec import DEFAULT_TRACKING_URI, RuntimeSpec, ServeSpec
     from raymlx.tracking import resolve_tracking_uri
 
     if spec is None and model is None:
@@ -231,7 +232,8 @@ def _serve_request(spec: Optional[Path], model: Optional[str], tracking_uri: Opt
             base, serve_spec, runtime = os.getcwd(), ServeSpec(**sections["serve"]), RuntimeSpec(**sections["runtime"])
         except ValidationError as exc:
             raise UserInputError(f"--set: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or resolve_tracking_uri("sqlite:///mlflow.db", base)
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or resolve_tracking_uri(DEFAULT_TRACKING_URI, base)
+    assert model is not None  # a spec names its champion
     return ServeRequest(model, uri, serve_spec.host, serve_spec.port, serve_spec.model_dump(), runtime.model_dump(),
                         address, base)
 

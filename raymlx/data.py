@@ -11,7 +11,7 @@ from raymlx.errors import DataError
 from raymlx.registry import suggest
 from raymlx.spec import DataSpec
 
-__all__ = ["resolve_uri", "read_table", "load_frame", "prepare_frame", "missing_columns"]
+__all__ = ["resolve_uri", "read_table", "prepare_frame", "missing_columns"]
 
 
 def resolve_uri(uri: str, base_dir: str | Path) -> str:
@@ -58,20 +58,6 @@ def missing_columns(frame: pd.DataFrame, data: DataSpec) -> dict[str, str]:
         field: f"column '{column}' not in the data{suggest(column, present)} (columns: {', '.join(present)})"
         for field, column in named.items() if column is not None and column not in frame.columns
     }
-
-
-def load_frame(data: DataSpec, *, base_dir: str | Path, forecasting: bool) -> pd.DataFrame:
-    """Read the data set and shape it for the experiment.
-
-    The frame keeps the spec's columns and the target. For a time column it is
-    parsed; for forecasting it becomes the sorted index.
-
-    Raises:
-        DataError: For an unreadable file, unparsable or duplicate times, or no rows.
-    """
-    uri = resolve_uri(data.uri, base_dir)
-    return prepare_frame(read_table(uri, fmt=data.format, read_options=data.read_options),
-                         data, uri=uri, forecasting=forecasting)
 
 
 def prepare_frame(frame: pd.DataFrame, data: DataSpec, *, uri: str, forecasting: bool) -> pd.DataFrame:

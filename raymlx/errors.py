@@ -36,7 +36,7 @@ class Problem:
         return f"{where}{field}{self.message}"
 
 
-def _reading_order(problem: Problem) -> tuple:
+def _reading_order(problem: Problem) -> tuple[bool, int, int]:
     """Top to bottom through the file; problems with no line (``--set``) last."""
     return (problem.line is None, problem.line or 0, problem.column or 0)
 
@@ -60,7 +60,7 @@ class SpecError(UserInputError):
         self.problems = sorted(problems, key=_reading_order)
         super().__init__("\n".join(str(p) for p in self.problems))
 
-    def __reduce__(self):  # keeps the problems when crossing Ray processes
+    def __reduce__(self) -> tuple[type[SpecError], tuple[list[Problem]]]:  # keeps the problems across Ray processes
         return (type(self), (self.problems,))
 
 

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from raymlx.checks import validate
 from raymlx.spec_io import load_spec
 from raymlx.tracking import ROLE_TAG
-from raymlx.tune import run_experiment
+from raymlx.experiment import run_experiment
 
 SPEC = """
 name: remote

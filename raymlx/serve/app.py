@@ -185,9 +185,10 @@ def _add_predict_route(app: FastAPI, model: ServedModel, predict: Predict, limit
 
 def _add_forecast_route(app: FastAPI, model: ServedModel, limits: Limits) -> None:
     predictor = model.predictor
+    assert predictor is not None and predictor.time_column is not None  # routes exist only for a forecaster
     time_column, target = predictor.time_column, predictor.target
     history_columns = [c for c in model.history_columns() if c.name != time_column]
-    max_horizon = min(limits.max_horizon, getattr(predictor, "max_horizon", None) or limits.max_horizon)
+    max_horizon = min(limits.max_horizon, predictor.max_horizon or limits.max_horizon)
     future_columns = model.future_columns()
     request_model, response_model = forecast_models(history_columns, time_column=time_column, target=target,
                                                     max_horizon=max_horizon, max_records=limits.max_records,

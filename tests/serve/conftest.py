@@ -20,7 +20,7 @@ for _key, _value in SERVE_ENV.items():
 
 from raymlx.champion import fit_predictor  # noqa: E402
 from raymlx.pipeline import Pipeline  # noqa: E402
-from raymlx.select import log_champion  # noqa: E402
+from raymlx.champion import log_champion  # noqa: E402
 from tests.conftest import DIABETES  # noqa: E402
 
 TARGET = "progression"
