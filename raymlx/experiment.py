@@ -21,7 +21,7 @@ import ray
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
-from raymlx.champion import Champion, register_champion, user_code_paths
+from raymlx.champion import register_champion, user_code_paths
 from raymlx.errors import RaymlxError
 from raymlx.folds import Fold, make_folds
 from raymlx.metrics import Metric, get_metric
@@ -62,6 +62,8 @@ class ExperimentResult:
     session_run_id: str
     tracking_uri: str
     experiment_id: str
+    promoted: bool = False  # whether the new version took the `champion` alias (else it is the `challenger`)
+    promotion: str | None = None  # why, with both scores
 
 
 def compute_fold_features(spec: Spec, frame: pd.DataFrame, folds: list[Fold], *,
@@ -91,7 +93,7 @@ def _trainable(context: TrialContext, spec: Spec):
 
 def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | None = None,
                    runtime: BackgroundRuntime | None = None, on_progress=None,
-                   verbose: bool = False) -> ExperimentResult:
+                   verbose: bool = False, force_promote: bool = False) -> ExperimentResult:
     """Tune every model, log everything to MLflow, register the champion.
 
     Args:
@@ -102,6 +104,7 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
             down here once tuning ends. Default: started here.
         on_progress: Called with each model's :class:`ModelProgress` whenever a trial starts or ends.
         verbose: Show Ray's worker output.
+        force_promote: Give the new winner the ``champion`` alias even if it does not beat the current one.
     """
     spec, base_dir = loaded.spec, loaded.base_dir
     runtime = runtime or BackgroundRuntime(spec.runtime, address=address, base_dir=base_dir, verbose=verbose)
@@ -116,7 +119,7 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
                                       wall_times={n: p.wall_time_s for n, p in progress.models.items()},
                                       errors={n: p.last_error for n, p in progress.models.items()})
             with ThreadPoolExecutor(1) as pool:  # Ray's shutdown (about a second) overlaps the champion's refit
-                finishing = pool.submit(_finish, loaded, frame, board, session, metric)
+                finishing = pool.submit(_finish, loaded, frame, folds, board, session, metric, force_promote)
                 runtime.shutdown()
                 result = finishing.result()
         except BaseException:
@@ -148,18 +151,21 @@ def _tune_while_opening(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fol
         return progress, opening.result()
 
 
-def _finish(loaded: LoadedSpec, frame: pd.DataFrame, board: list[LeaderboardRow], session: Session,
-            metric: Metric) -> ExperimentResult:
-    """Log the leaderboard and register the champion: everything after tuning that needs no Ray."""
+def _finish(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold], board: list[LeaderboardRow],
+            session: Session, metric: Metric, force_promote: bool) -> ExperimentResult:
+    """Log the leaderboard and register the winner through the promotion gate: everything after tuning that needs
+    no Ray."""
     log_leaderboard(session, board, metric.name)
-    champion: Champion | None = None
-    if board and board[0].score == board[0].score:  # not NaN: at least one trial succeeded
-        with _phase("champion refit and registration"):
-            champion = register_champion(loaded, frame, board[0], metric=metric, tracking_uri=session.tracking_uri,
-                                         run_id=session.session_id, experiment_id=session.experiment_id)
-    return ExperimentResult(board, champion and champion.model, champion and champion.uri,
-                            champion and champion.version, session.session_id, session.tracking_uri,
-                            session.experiment_id)
+    if not board or board[0].score != board[0].score:  # NaN: every trial failed
+        return ExperimentResult(board, None, None, None, session.session_id, session.tracking_uri,
+                                session.experiment_id)
+    with _phase("champion refit and registration"):
+        champion = register_champion(loaded, frame, board[0], metric=metric, folds=folds,
+                                     tracking_uri=session.tracking_uri, run_id=session.session_id,
+                                     experiment_id=session.experiment_id, force_promote=force_promote)
+    return ExperimentResult(board, champion.model, champion.uri, champion.version, session.session_id,
+                            session.tracking_uri, session.experiment_id, champion.decision.promote,
+                            champion.decision.reason)
 
 
 @contextmanager

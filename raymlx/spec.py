@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -9,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "Spec", "DataSpec", "ValidationSpec", "MetricSpec", "TrackingSpec", "RuntimeSpec",
     "StepSpec", "ModelSpec", "SearchSpec", "ResourcesSpec", "FloatParam", "IntParam",
-    "ChoiceParam", "Param", "ServeSpec", "AutoscalingSpec", "BatchingSpec", "DEFAULT_TRACKING_URI",
+    "ChoiceParam", "Param", "ServeSpec", "AutoscalingSpec", "BatchingSpec", "PromotionSpec", "DEFAULT_TRACKING_URI",
 ]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # the embedded store, next to the spec
@@ -78,6 +79,8 @@ class _RangeParam(SpecModel):
     @model_validator(mode="after")
     def _check_range(self) -> _RangeParam:
         low, high, step = self.low, self.high, self.step  # type: ignore[attr-defined]  # declared by each kind
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError(f"`low` and `high` must be finite numbers, but got (low={low}, high={high})")
         if low > high:
             raise ValueError(f"`low <= high` must hold, but got (low={low}, high={high})")
         if self.log and low <= 0:
@@ -157,6 +160,13 @@ class ServeSpec(SpecModel):
     batching: BatchingSpec = Field(default_factory=BatchingSpec, description="Request batching.")
 
 
+class PromotionSpec(SpecModel):
+    metric_margin: float = Field(0.0, ge=0, description=(
+        "How much the new winner must improve on the current champion, rescored on this run's folds, to take "
+        "the `champion` alias (in the metric's units); 0 lets an equal model refit on newer data through. "
+        "A winner that falls short is registered under the alias `challenger`."))
+
+
 class Spec(SpecModel):
     """A whole experiment: data, folds, metric, pipelines, models, tracking and serving."""
 
@@ -170,6 +180,7 @@ class Spec(SpecModel):
     pipelines: dict[str, list[StepSpec]] = Field(default_factory=dict, description="Named cleaning and feature pipelines.")
     models: dict[str, ModelSpec] = Field(min_length=1, description="The models to tune and compare, by name.")
     serve: ServeSpec = Field(default_factory=ServeSpec, description="How the champion is served.")
+    promotion: PromotionSpec = Field(default_factory=PromotionSpec, description="When a new winner replaces the champion.")
 
     @property
     def metric_spec(self) -> MetricSpec:
