@@ -105,7 +105,7 @@ def load_champion(spec: str | Path | None = None, *, model_uri: str | None = Non
 
     if spec is not None:
         from raymlx.spec_io import load_spec
-        from raymlx.tracking import resolve_tracking_uri
+        from raymlx.store import resolve_tracking_uri
 
         loaded = load_spec(spec)
         tracking_uri = tracking_uri or resolve_tracking_uri(loaded.spec.tracking.uri, loaded.base_dir)

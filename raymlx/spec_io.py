@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from raymlx._yaml import Positions, load_yaml
-from raymlx.errors import Problem, SpecError, UserInputError
+from raymlx.errors import Problem, SpecError, UserInputError, shorten
 from raymlx.registry import suggest
 from raymlx.spec import Spec
 
@@ -180,7 +180,7 @@ def _show(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
-    return repr(value)
+    return shorten(repr(value), 80)
 
 
 def _one_of(words: list[str]) -> str:

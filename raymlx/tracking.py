@@ -10,27 +10,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from mlflow.tracking import MlflowClient
 
+from raymlx.errors import redact
+from raymlx.store import resolve_tracking_uri
 from raymlx.folds import Fold, fold_plan
 from raymlx.select import LeaderboardRow, leaderboard_frame
 from raymlx.spec_io import LoadedSpec
 
 __all__ = ["resolve_tracking_uri", "ensure_experiment", "start_runs", "SessionRuns", "Session", "open_session",
-           "log_leaderboard", "ROLE_TAG", "MODEL_TAG", "SESSION_TAG", "ERROR_TAG"]
+           "log_spec", "log_leaderboard", "ROLE_TAG", "MODEL_TAG", "SESSION_TAG", "ERROR_TAG"]
 
 ROLE_TAG = "raymlx.role"        # session | model | trial
 MODEL_TAG = "raymlx.model"      # the spec's model name
 SESSION_TAG = "raymlx.session"  # run id of the session run of one `raymlx tune`
 ERROR_TAG = "raymlx.error"      # why a failed trial failed (last line of its traceback)
-
-
-def resolve_tracking_uri(uri: str, base_dir: str | Path) -> str:
-    """Make a relative ``sqlite:///file.db`` relative to the spec's folder, not to the working directory."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/") and ":memory:" not in uri:
-        return prefix + str((Path(base_dir) / uri[len(prefix):]).resolve())
-    return uri
 
 
 def _is_local_store(uri: str) -> bool:
@@ -97,9 +92,16 @@ def open_session(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold]) -> 
     experiment_id = ensure_experiment(spec.experiment_name, tracking_uri=tracking_uri, base_dir=base_dir)
     client = MlflowClient(tracking_uri)
     session_id, parents = start_runs(client, experiment_id, name=spec.name, models=list(spec.models))
-    client.log_artifact(session_id, str(loaded.path))
+    log_spec(client, session_id, loaded)
     client.log_dict(session_id, fold_plan(frame, folds), "folds.json")  # type: ignore[arg-type]  # any JSON
     return Session(experiment_id, session_id, parents, tracking_uri)
+
+
+def log_spec(client: MlflowClient, run_id: str, loaded: LoadedSpec) -> None:
+    """The spec as written and as it ran (``--set`` overrides and defaults applied), credentials redacted."""
+    client.log_text(run_id, redact(loaded.path.read_text()), loaded.path.name)
+    resolved = yaml.safe_dump(loaded.spec.model_dump(mode="json"), sort_keys=False)
+    client.log_text(run_id, redact(resolved), "spec.resolved.yaml")
 
 
 def log_leaderboard(session: Session, board: list[LeaderboardRow], metric: str) -> None:
