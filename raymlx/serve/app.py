@@ -221,7 +221,8 @@ def _indexed(records: list | None, columns: list[Column], time_column: str) -> p
 
 
 class BodyLimit:
-    """ASGI middleware: answers 413 to a body over ``max_bytes`` before the app reads it whole."""
+    """ASGI middleware: answers 413 to a body over ``max_bytes``, declared or sent in chunks, and hands
+    the app the body whole (the app reads it whole anyway)."""
 
     def __init__(self, app, max_bytes: int) -> None:
         self.app = app
@@ -233,25 +234,22 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._too_large(scope, receive, send)
-        seen = 0
-
-        async def counting_receive():
-            nonlocal seen
+        chunks, size, message = [], 0, {"more_body": True}
+        while message.get("more_body", False):
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _TooLarge()
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._too_large(scope, receive, send)
+        whole = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
-        try:
-            await self.app(scope, counting_receive, send)
-        except _TooLarge:
-            await self._too_large(scope, receive, send)
+        async def replay():
+            return whole.pop() if whole else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _too_large(self, scope, receive, send) -> None:
         response = _error(413, f"request body over the limit of {self.max_bytes} bytes")
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
