@@ -76,8 +76,10 @@ def test_64_mb_header_is_refused_with_431_before_it_is_read(url):
     start = time.monotonic()
     head = request(body=b"").split(b"\r\n\r\n")[0] + b"\r\nx-big: "
     [(status, body)] = exchange(url, [head] + [b"a" * (1 << 20)] * 64)
+    elapsed = time.monotonic() - start
+    print(f"a 64 MB header: {status} after {elapsed:.2f} s")
     assert status == 431 and "request head over" in body["error"], body
-    assert time.monotonic() - start < 10  # on main it took 3.8 s to be answered 200, after reading it all
+    assert elapsed < 10  # it was answered 200 after 3.8 s, once a replica had read it all
 
 
 @pytest.mark.parametrize(("headers", "message"), [
