@@ -138,3 +138,9 @@ def test_chunked_body_is_limited_like_a_sized_one(url, size, expected):
     assert reply.status_code == expected, reply.text
     if expected == 413:
         assert "request body over the limit of 65536 bytes" in reply.json()["error"]
+
+
+def test_large_sized_body_gets_413_not_a_reset(url):
+    body = b'{"records": [' + b" " * (8 << 20) + b"]}"
+    reply = httpx.post(url + "/predict", content=body, headers={"content-type": "application/json"}, timeout=30)
+    assert reply.status_code == 413, reply.text
