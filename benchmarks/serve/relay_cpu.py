@@ -68,8 +68,9 @@ def main() -> None:
         body = Path(tempfile.mkdtemp()) / "body.json"
         body.write_text(json.dumps({"records": [{"age": 59.0, "bmi": 32.1}]}))
         before = os.times()
-        out = subprocess.run([sys.executable, str(HERE / "loadgen.py"), f"http://127.0.0.1:{relay_port}/predict",
-                              str(body), "-c", "16", "-s", str(args.seconds)], capture_output=True, text=True, check=True)
+        load = [sys.executable, str(HERE / "loadgen.py"), f"http://127.0.0.1:{relay_port}/predict", str(body),
+                "-c", "16", "-s", str(args.seconds)]
+        out = subprocess.run(load, capture_output=True, text=True, check=True)
         after = os.times()
     finally:
         relay.stop()
