@@ -66,7 +66,9 @@ def start_app(ref: ModelRef, options: ServeOptions, *, host: str, port: int, tim
     reaches the replicas directly when direct ingress is on, and Serve's proxy otherwise.
     """
     proxy_port = _free_port(host)
-    relay = Relay(host, port, lambda: replica_targets(host, proxy_port))
+    # The relay keeps a request to send it again until its answer starts: up to the body limit and a head.
+    relay = Relay(host, port, lambda: replica_targets(host, proxy_port),
+                  max_replay_bytes=options.limits["max_body_bytes"] + (64 << 10))
     try:
         relay.start()  # first: a taken port fails before anything is deployed
     except OSError as exc:

@@ -177,8 +177,20 @@ class ServedModel:
         return frame_columns(dict(history.dtypes)) if history is not None else []
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        """What ``mlflow.pyfunc.load_model(uri).predict(frame)`` returns."""
-        return np.asarray(self.pyfunc.predict(frame))
+        """What ``mlflow.pyfunc.load_model(uri).predict(frame)`` returns.
+
+        Raises:
+            ValueError: When MLflow finds the frame does not fit the model's signature.
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return np.asarray(self.pyfunc.predict(frame))
+        except MlflowException as exc:
+            if exc.error_code != "INVALID_PARAMETER_VALUE":
+                raise
+            reason = exc.message.split("Error: ", 1)[-1]  # not the frame and schema it quotes first
+            raise ValueError(" ".join(reason.split())[:300]) from exc
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         predictor = self._champion()
