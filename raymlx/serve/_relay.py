@@ -49,9 +49,10 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 class _Backend(asyncio.Protocol):
     """The connection to a replica; hands what it reads to its client."""
 
+    transport: asyncio.Transport  # set by connection_made, before any other callback
+
     def __init__(self, client: _Client) -> None:
         self.client = client
-        self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -77,10 +78,11 @@ class _Client(asyncio.Protocol):
     they cannot be replayed: too many, or the chunk began inside an earlier request).
     """
 
+    transport: asyncio.Transport  # set by connection_made, before any other callback
+
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
         self.reader = RequestReader(relay.head_limits)
-        self.transport: asyncio.Transport | None = None
         self.backend: _Backend | None = None
         self.target: tuple[str, int] | None = None
         self.unsent: list[bytes] = []
@@ -131,7 +133,7 @@ class _Client(asyncio.Protocol):
             self.transport.close()
         elif self.replay is not None and self.retries < self.relay.max_retries:
             self.retries += 1
-            logger.info("replica %s:%s closed before answering; resending the request", *self.target)
+            logger.info("replica %s closed before answering; resending the request", self.target)
             self.unsent = []
             self._start_connect(avoid=self.target)
         else:
@@ -164,7 +166,7 @@ class _Client(asyncio.Protocol):
                 transport.close()
                 return
             self.backend, self.target = backend, target
-            for chunk in (self.replay if avoid is not None else self.unsent):
+            for chunk in (self.replay or [] if avoid is not None else self.unsent):
                 transport.write(chunk)
             self.unsent = []
             self.transport.resume_reading()

@@ -105,7 +105,7 @@ def _error(status: int, message: str, detail: Any = None, headers: dict | None =
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     """FastAPI's own refusals (unparseable body, unknown path, wrong method) in the documented error shape."""
-    return _error(exc.status_code, str(exc.detail), headers=exc.headers)
+    return _error(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
 
 def _describe(errors: list[dict]) -> str:
@@ -142,8 +142,9 @@ def build_app(model: ServedModel, predict: Predict, *, limits: Limits) -> FastAP
     title = meta.get("registered_model") or "model"
     app = FastAPI(title=f"raymlx: {title}", version=str(meta.get("version") or ""),
                   description=f"Predictions of {model.ref.pinned_uri} ({meta.get('task') or 'pyfunc'}).")
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
+    # Starlette types a handler as taking any Exception; each of these takes the one it is registered for.
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     _add_info_routes(app, model)
     _add_predict_route(app, model, predict, limits)
     if model.can_forecast:

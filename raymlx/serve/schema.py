@@ -120,14 +120,14 @@ class ErrorResponse(BaseModel):
     detail: list[dict[str, Any]] | None = Field(None, description="Each validation error: loc, msg and type.")
 
 
-def _error_response(description: str, *, text: bool = False) -> dict:
+def _error_response(description: str, *, text: bool = False) -> dict[str, Any]:
     answer: dict[str, Any] = {"model": ErrorResponse, "description": description}
     if text:  # beside the JSON one: Ray Serve's own answer when every replica's queue is full
         answer["content"] = {"text/plain": {"schema": {"type": "string"}}}
     return answer
 
 
-def error_responses(*, body: bool) -> dict[int, dict]:
+def error_responses(*, body: bool) -> dict[int | str, dict[str, Any]]:
     """The error answers of a route, for its OpenAPI ``responses``; ``body``: the route takes a JSON body."""
     responses = {
         400: _error_response("The request is not HTTP/1.1 or its body not parseable JSON."),
