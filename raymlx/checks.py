@@ -199,8 +199,13 @@ def check_pipeline_columns(spec: Spec, base_dir: str, frame: pd.DataFrame) -> Fo
 def _missing_step_columns(where: tuple, params: dict, rows: pd.DataFrame) -> Found:
     named = params.get("columns")
     present = [str(c) for c in rows.columns]
-    for column in [named] if isinstance(named, str) else list(named or []):
-        if column not in rows.columns:
+    if named is not None and not isinstance(named, (str, list)):
+        yield (where, f"columns must be a column name or a list of them, but got {shorten(repr(named), 80)}")
+        return
+    for column in [named] if isinstance(named, str) else named or []:
+        if not isinstance(column, str):
+            yield (where, f"columns must be a column name or a list of them, but got {shorten(repr(column), 80)}")
+        elif column not in rows.columns:
             yield (where, f"column '{column}' is not in the data when this step runs{suggest(column, present)} "
                           f"(columns: {shorten(', '.join(present), 300)})")
 
