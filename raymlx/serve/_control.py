@@ -46,7 +46,7 @@ def _free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def replica_targets(host: str, proxy_port: int) -> list[tuple[str, int]]:
+def replica_targets(host: str, proxy_port: int | None = None) -> list[tuple[str, int]]:
     """The replicas' own HTTP addresses (or Serve's proxy, when direct ingress is off or the
     controller cannot be asked for them).
 
@@ -54,7 +54,7 @@ def replica_targets(host: str, proxy_port: int) -> list[tuple[str, int]]:
     """
     targets = _compat.serve_target_groups(APP_NAME)
     if targets is None:
-        return [(host, proxy_port)]
+        return [(host, proxy_port)] if proxy_port is not None else []
     here = ray.util.get_node_ip_address()
     return [(host if ip == here else ip, port) for ip, port in targets]
 
