@@ -1,4 +1,4 @@
-"""The Ray runtime a run uses: how raymlx learns that a node it started is up."""
+"""How raymlx learns that a node it started is up (a guarded private Ray API, see raymlx._compat)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import time
 
 import pytest
 
-from raymlx.runtime import _wait_for_node
+from raymlx._compat import _wait_for_node
 
 
 @pytest.fixture
-def asks(monkeypatch) -> list[str]:
-    """The node ids raymlx asks the real GCS about (a counting wrapper around Ray's own client)."""
+def asks(monkeypatch) -> list[float]:
+    """When raymlx asked the real GCS for its nodes (a counting wrapper around Ray's own client)."""
     import ray._raylet
 
     real, asked = ray._raylet.GcsClient, []
@@ -37,9 +37,10 @@ def test_a_registered_node_is_found_at_once(ray_runtime, asks):
 def test_an_unknown_node_is_waited_for_until_the_timeout(ray_runtime, asks):
     context = ray_runtime.get_runtime_context()
     started = time.monotonic()
-    _wait_for_node(context.gcs_address, "ab" * 28, timeout_s=0.5)
-    ended = time.monotonic()
-    assert len(asks) >= 2 and asks[-1] - started < 0.5 <= ended - started  # asked again and again, up to the timeout
-    # It returns after the last ask (each has a 1 s GCS timeout); 5 s more is slack for a loaded machine
+    _wait_for_node(context.gcs_address, "ab" * 28, timeout_s=3.0)
+    waited = time.monotonic() - started
+    assert len(asks) >= 2  # asked again (each ask gives up after 1 s), not once
+    assert waited >= 3.0  # until the timeout
+    # And no longer than its last ask (1 s at most) past it; 10 s more is slack for a loaded machine
     # (measured at a load average of 17 on 2 cores: 0.05 s past the timeout at most).
-    assert ended - started < 0.5 + 1.0 + 5.0
+    assert waited < 3.0 + 1.0 + 10.0
