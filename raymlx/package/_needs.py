@@ -1,0 +1,165 @@
+"""What a spec's code needs installed besides raymlx: which raymlx extras, which other distributions.
+
+Every reference of the spec (models, pipeline steps, metric) is resolved as ``raymlx validate``
+does. raymlx's own modules declare their optional dependencies in their
+``import_optional(..., extra=...)`` calls; a user's file is read for its imports; a
+third-party module stands for itself. Import names map to distributions through the
+installed packages' metadata, and distributions to raymlx's extras through raymlx's.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import logging
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Iterator
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from raymlx.checks import MODEL_PACKAGE
+from raymlx.errors import UserInputError
+from raymlx.pipeline import STEP_PACKAGE
+from raymlx.registry import UnresolvedReference, resolve
+from raymlx.spec_io import LoadedSpec
+
+__all__ = ["Needs", "find_needs"]
+
+logger = logging.getLogger(__name__)
+_OPTIONAL_IMPORTERS = {"import_optional", "try_import"}
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What to install for a spec.
+
+    Attributes:
+        extras: raymlx extras, e.g. ``("forecasting",)``.
+        packages: Other distributions, pinned to the installed version (``xgboost==2.1.3``).
+        unknown: Imported modules no installed distribution provides.
+    """
+
+    extras: tuple[str, ...]
+    packages: tuple[str, ...]
+    unknown: tuple[str, ...]
+
+
+def _references(loaded: LoadedSpec) -> Iterator[tuple[str, str, str | None]]:
+    """Every code reference as (where, reference, default package)."""
+    spec = loaded.spec
+    for name, model in spec.models.items():
+        yield f"models.{name}.model", model.model, MODEL_PACKAGE
+    for name, steps in spec.pipelines.items():
+        for i, step in enumerate(steps):
+            if step.step not in spec.pipelines:
+                yield f"pipelines.{name}.{i}.step", step.step, STEP_PACKAGE
+    if ":" in spec.metric_spec.name:
+        yield "metric.name", spec.metric_spec.name, None
+
+
+def _modules(loaded: LoadedSpec) -> Iterator[tuple[str, Path | None]]:
+    """(module name, source file) of what each reference resolves to."""
+    for where, reference, package in _references(loaded):
+        try:
+            obj = resolve(reference, base_dir=loaded.base_dir, default_package=package)
+        except UnresolvedReference as exc:
+            raise UserInputError(f"{loaded.path}: {where}: {exc}") from None
+        module = inspect.getmodule(obj)
+        name = getattr(module, "__name__", None) or reference.partition(":")[0]
+        source = getattr(module, "__file__", None)
+        yield name, Path(source) if source else None
+
+
+def _declared_extras(tree: ast.AST) -> set[str]:
+    """Extras named in ``import_optional(..., extra="x")`` calls: raymlx's own optional imports."""
+    extras = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in _OPTIONAL_IMPORTERS:
+            extras |= {k.value.value for k in node.keywords if k.arg == "extra" and isinstance(k.value, ast.Constant)}
+    return extras
+
+
+def _imports(tree: ast.AST) -> set[str]:
+    """Top-level names of the absolute imports of a file."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.partition(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.partition(".")[0])
+    return names
+
+
+@lru_cache(maxsize=1)
+def _raymlx_requirements() -> tuple[set[str], dict[str, str]]:
+    """raymlx's core distributions, and each optional distribution's extra (the first that lists it)."""
+    dist = metadata.distribution("raymlx")
+    core, optional = set(), {}
+    extras = dist.metadata.get_all("Provides-Extra") or []
+    for line in dist.requires or []:
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        if name == "raymlx":
+            continue
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            core.add(name)
+            continue
+        extra = next((e for e in extras if requirement.marker.evaluate({"extra": e})), None)
+        if extra is not None:
+            optional.setdefault(name, extra)
+    return core, optional
+
+
+def _classify(module: str, project: Path, found: dict[str, set[str]]) -> None:
+    """File a top-level module name under extras, packages or unknown; skip the stdlib and the project's own."""
+    if module in sys.stdlib_module_names or module == "raymlx" or (project / f"{module}.py").exists() \
+            or (project / module).is_dir():
+        return
+    core, optional = _raymlx_requirements()
+    distributions = metadata.packages_distributions().get(module)
+    if not distributions:
+        found["unknown"].add(module)
+        return
+    for name in map(canonicalize_name, distributions):
+        if name in optional:
+            found["extras"].add(optional[name])
+        elif name not in core:
+            found["packages"].add(f"{name}=={metadata.version(name)}")
+
+
+def find_needs(loaded: LoadedSpec) -> Needs:
+    """What the spec's models, steps and metric need installed besides raymlx's core.
+
+    Args:
+        loaded: The spec.
+
+    Returns:
+        The raymlx extras, the other distributions (pinned), and imports nothing provides.
+
+    Raises:
+        UserInputError: When a reference does not resolve.
+    """
+    project = Path(loaded.base_dir).resolve()
+    found: dict[str, set[str]] = {"extras": set(), "packages": set(), "unknown": set()}
+    for name, source in _modules(loaded):
+        top = name.partition(".")[0]
+        if source is None or not source.suffix == ".py":
+            _classify(top, project, found)
+            continue
+        tree = ast.parse(source.read_text(), filename=str(source))
+        if top == "raymlx":
+            found["extras"] |= _declared_extras(tree)
+        elif source.resolve().is_relative_to(project):
+            for imported in _imports(tree):
+                _classify(imported, project, found)
+        else:
+            _classify(top, project, found)
+    if found["unknown"]:
+        logger.warning("no installed distribution provides %s; add what does to requirements.txt",
+                       ", ".join(sorted(found["unknown"])))
+    return Needs(*(tuple(sorted(found[k])) for k in ("extras", "packages", "unknown")))
