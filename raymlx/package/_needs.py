@@ -1,15 +1,16 @@
 """What a spec's code needs installed besides raymlx: which raymlx extras, which other distributions.
 
-Every reference of the spec (models, pipeline steps, metric) is resolved as ``raymlx validate``
-does. raymlx's own modules declare their optional dependencies in their
-``import_optional(..., extra=...)`` calls; a user's file is read for its imports; a
-third-party module stands for itself. Import names map to distributions through the
+Every code reference of the spec (models, pipeline steps, metric) is followed to its
+source without running the user's code: raymlx's own modules declare their optional
+dependencies in their ``import_optional(..., extra=...)`` calls; a user's file is read
+for its imports; a third-party module stands for itself. Import names map to distributions through the
 installed packages' metadata, and distributions to raymlx's extras through raymlx's.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import inspect
 import logging
 import sys
@@ -62,17 +63,23 @@ def _references(loaded: LoadedSpec) -> Iterator[tuple[str, str, str | None]]:
         yield "metric.name", spec.metric_spec.name, None
 
 
-def _modules(loaded: LoadedSpec) -> Iterator[tuple[str, Path | None]]:
-    """(module name, source file) of what each reference resolves to."""
-    for where, reference, package in _references(loaded):
+def _source(where: str, reference: str, package: str | None, project: Path) -> tuple[str, Path | None]:
+    """(module name, source file) of a reference; a user's file is read, never imported."""
+    module, _, _ = reference.partition(":")
+    if module.endswith(".py"):
+        file = (project / module).resolve()
+        if not file.is_file():
+            raise UserInputError(f"{where}: file '{module}' not found (looked in {project})")
+        return file.stem, file
+    if ":" not in reference:  # a built-in: its module is raymlx's own and cheap to import
         try:
-            obj = resolve(reference, base_dir=loaded.base_dir, default_package=package)
+            module = inspect.getmodule(resolve(reference, default_package=package)).__name__
         except UnresolvedReference as exc:
-            raise UserInputError(f"{loaded.path}: {where}: {exc}") from None
-        module = inspect.getmodule(obj)
-        name = getattr(module, "__name__", None) or reference.partition(":")[0]
-        source = getattr(module, "__file__", None)
-        yield name, Path(source) if source else None
+            raise UserInputError(f"{where}: {exc}") from None
+    if module.partition(".")[0] != "raymlx":
+        return module, None
+    found = importlib.util.find_spec(module)
+    return module, Path(found.origin) if found and found.origin else None
 
 
 def _declared_extras(tree: ast.AST) -> set[str]:
@@ -146,7 +153,8 @@ def find_needs(loaded: LoadedSpec) -> Needs:
     """
     project = Path(loaded.base_dir).resolve()
     found: dict[str, set[str]] = {"extras": set(), "packages": set(), "unknown": set()}
-    for name, source in _modules(loaded):
+    for where, reference, package in _references(loaded):
+        name, source = _source(f"{loaded.path}: {where}", reference, package, project)
         top = name.partition(".")[0]
         if source is None or not source.suffix == ".py":
             _classify(top, project, found)
