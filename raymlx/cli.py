@@ -150,20 +150,21 @@ def init_command(
 def package_command(
         spec: Path = SpecArg,
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="The build context (default: the spec's folder); it must contain the spec's folder."),
-        base_image: str = typer.Option("python:3.11-slim", "--base-image", help="Default of the Dockerfile's BASE_IMAGE build argument."),
-        cron: str = typer.Option("0 4 * * 1", "--cron", help="When the workflow retrains (UTC cron; default Mondays 04:00)."),
+        base_image: Optional[str] = typer.Option(None, "--base-image", help="Default of the Dockerfile's BASE_IMAGE build argument (default: python:3.11-slim)."),
+        cron: Optional[str] = typer.Option(None, "--cron", help="When the workflow retrains, UTC cron (default: '0 4 * * 1', Mondays 04:00)."),
         force: bool = typer.Option(False, "--force", help="Overwrite a Dockerfile, .dockerignore or workflow that exists.")) -> None:
     """Write a Dockerfile (one image that tunes, reports and serves), .dockerignore and a scheduled retraining workflow."""
     def action() -> None:
         from raymlx.package import package_project
         from raymlx.spec_io import load_spec
 
-        packaged = package_project(load_spec(spec), output=output, base_image=base_image, cron=cron, force=force)
+        loaded = load_spec(spec)
+        packaged = package_project(loaded, output=output, base_image=base_image, cron=cron, force=force)
         needs = packaged.needs
         out.print(f"wrote {', '.join(str(p) for p in packaged.files)} in {packaged.output}", highlight=False, soft_wrap=True)
         out.print(f"extras: {', '.join(needs.extras) or 'none'}; other packages: {', '.join(needs.packages) or 'none'}",
                   highlight=False, soft_wrap=True)
-        out.print(f"build: docker build -t {load_spec(spec).spec.name} {packaged.output}", highlight=False, soft_wrap=True)
+        out.print(f"build: docker build -t {loaded.spec.name} {packaged.output}", highlight=False, soft_wrap=True)
     _run(action)
 
 

@@ -94,15 +94,16 @@ def _contents(loaded: LoadedSpec, output: Path, wheel: Path, needs: Needs, cron:
             WORKFLOW: workflow}
 
 
-def package_project(loaded: LoadedSpec, *, output: str | Path | None = None, base_image: str = DEFAULT_BASE_IMAGE,
-                    cron: str = DEFAULT_CRON, force: bool = False) -> Packaged:
+def package_project(loaded: LoadedSpec, *, output: str | Path | None = None, base_image: str | None = None,
+                    cron: str | None = None, force: bool = False) -> Packaged:
     """Write a Dockerfile, .dockerignore, a raymlx wheel and a scheduled retraining workflow.
 
     Args:
         loaded: The spec to package.
         output: The build context; default: the spec's folder. It must contain the spec's folder.
-        base_image: Default of the Dockerfile's ``BASE_IMAGE`` build argument.
-        cron: When the workflow retrains (UTC, five cron fields).
+        base_image: Default of the Dockerfile's ``BASE_IMAGE`` build argument; default
+            :data:`DEFAULT_BASE_IMAGE`.
+        cron: When the workflow retrains (UTC, five cron fields); default :data:`DEFAULT_CRON`.
         force: Overwrite a Dockerfile, .dockerignore or workflow that exists.
 
     Returns:
@@ -114,6 +115,7 @@ def package_project(loaded: LoadedSpec, *, output: str | Path | None = None, bas
             output does not contain the spec's folder.
         RaymlxError: When the raymlx wheel cannot be built.
     """
+    base_image, cron = base_image or DEFAULT_BASE_IMAGE, cron or DEFAULT_CRON
     if len(cron.split()) != 5 or not re.fullmatch(r"[0-9*/,\- A-Za-z]+", cron):
         raise UserInputError(f"--cron: five fields (minute hour day month weekday) expected, but got {cron!r}")
     out = Path(output or loaded.base_dir).resolve()
