@@ -122,13 +122,19 @@ def _raymlx_requirements() -> tuple[set[str], dict[str, str]]:
     return core, optional
 
 
+@lru_cache(maxsize=1)
+def _providers() -> dict[str, list[str]]:
+    """Distributions by the top-level module names they install (reads every installed distribution)."""
+    return metadata.packages_distributions()
+
+
 def _classify(module: str, project: Path, found: dict[str, set[str]]) -> None:
     """File a top-level module name under extras, packages or unknown; skip the stdlib and the project's own."""
     if module in sys.stdlib_module_names or module == "raymlx" or (project / f"{module}.py").exists() \
             or (project / module).is_dir():
         return
     core, optional = _raymlx_requirements()
-    distributions = metadata.packages_distributions().get(module)
+    distributions = _providers().get(module)
     if not distributions:
         found["unknown"].add(module)
         return
