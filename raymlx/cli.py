@@ -135,6 +135,44 @@ def schema(output: Optional[Path] = typer.Option(None, "--output", "-o", help="W
         output.write_text(text)
 
 
+@app.command("init")
+def init_command(
+        directory: Path = typer.Argument(..., help="Folder of the new project; created when missing."),
+        template: str = typer.Option("tabular", "--template", "-t", help="tabular (regression on a table) or forecasting (a daily series)."),
+        force: bool = typer.Option(False, "--force", help="Overwrite the template's files where they exist.")) -> None:
+    """Start a project that validates and tunes as it is: specs.yaml, sample data, models.py, features.py, README."""
+    def action() -> None:
+        from raymlx.scaffold import scaffold
+
+        written = scaffold(directory, template=template, force=force)
+        out.print(f"created {directory}: {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
+        out.print(f"next: cd {directory} && raymlx validate specs.yaml && raymlx tune specs.yaml "
+                  "(README.md says what to change)", highlight=False, soft_wrap=True)
+    _run(action)
+
+
+@app.command("package")
+def package_command(
+        spec: Path = SpecArg,
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="The build context (default: the spec's folder); it must contain the spec's folder."),
+        base_image: Optional[str] = typer.Option(None, "--base-image", help="Default of the Dockerfile's BASE_IMAGE build argument (default: python:3.11-slim)."),
+        cron: Optional[str] = typer.Option(None, "--cron", help="When the workflow retrains, UTC cron (default: '0 4 * * 1', Mondays 04:00)."),
+        force: bool = typer.Option(False, "--force", help="Overwrite a Dockerfile, .dockerignore or workflow that exists.")) -> None:
+    """Write a Dockerfile (one image that tunes, reports and serves), .dockerignore and a scheduled retraining workflow."""
+    def action() -> None:
+        from raymlx.package import package_project
+        from raymlx.spec_io import load_spec
+
+        loaded = load_spec(spec)
+        packaged = package_project(loaded, output=output, base_image=base_image, cron=cron, force=force)
+        needs = packaged.needs
+        out.print(f"wrote {', '.join(str(p) for p in packaged.files)} in {packaged.output}", highlight=False, soft_wrap=True)
+        out.print(f"extras: {', '.join(needs.extras) or 'none'}; other packages: {', '.join(needs.packages) or 'none'}",
+                  highlight=False, soft_wrap=True)
+        out.print(f"build: docker build -t {loaded.spec.name} {packaged.output}", highlight=False, soft_wrap=True)
+    _run(action)
+
+
 def _fmt(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.4g}"
 
