@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "Spec", "DataSpec", "ValidationSpec", "MetricSpec", "TrackingSpec", "RuntimeSpec",
     "StepSpec", "ModelSpec", "SearchSpec", "ResourcesSpec", "FloatParam", "IntParam",
-    "ChoiceParam", "Param", "ServeSpec", "AutoscalingSpec", "BatchingSpec",
+    "ChoiceParam", "Param", "ServeSpec", "AutoscalingSpec", "BatchingSpec", "ReportSpec",
 ]
 
 Task = Literal["regression", "classification", "forecasting"]
@@ -154,6 +154,17 @@ class ServeSpec(SpecModel):
     batching: BatchingSpec = Field(default_factory=BatchingSpec, description="Request batching.")
 
 
+class ReportSpec(SpecModel):
+    enabled: bool = Field(True, description="Write the report at the end of `raymlx tune`: charts and explanations "
+                                            "logged to each model's MLflow run, and one offline HTML file.")
+    output: str = Field("report.html", description="Where `raymlx tune` writes the HTML report, relative to the spec.")
+    shap_sample: int = Field(200, ge=1, description="Most rows whose predictions SHAP explains, per model.")
+    shap_background: int = Field(50, ge=1, description="Rows standing in for an unknown feature in the "
+                                                       "kernel explainer (models that are neither linear nor trees).")
+    time_budget_s: float = Field(10.0, gt=0, description="Seconds SHAP may take per model; fewer rows are "
+                                                         "explained when all of shap_sample would take longer.")
+
+
 class Spec(SpecModel):
     """A whole experiment: data, folds, metric, pipelines, models, tracking and serving."""
 
@@ -167,6 +178,7 @@ class Spec(SpecModel):
     pipelines: dict[str, list[StepSpec]] = Field(default_factory=dict, description="Named cleaning and feature pipelines.")
     models: dict[str, ModelSpec] = Field(min_length=1, description="The models to tune and compare, by name.")
     serve: ServeSpec = Field(default_factory=ServeSpec, description="How the champion is served.")
+    report: ReportSpec = Field(default_factory=ReportSpec, description="Charts, explanations and the HTML report.")
 
     @property
     def metric_spec(self) -> MetricSpec:

@@ -15,7 +15,7 @@ from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune.result import TIMESTEPS_TOTAL
 from ray.tune.utils import flatten_dict
 
-from raymlx._result import failure_of
+from raymlx._result import PREDICTIONS_KEY, failure_of
 from raymlx.progress import error_summary
 
 __all__ = ["resolve_tracking_uri", "ensure_experiment", "start_runs", "SessionRuns", "TrialRunCallback",
@@ -117,8 +117,9 @@ class TrialRunCallback(MLflowLoggerCallback):
         self._submit(self._start_run, trial, tags, params, _now_ms())
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        # Tune's trial id is random hex: an all-digit one would be logged as a "metric".
-        values = self.mlflow_util._parse_dict(flatten_dict({k: v for k, v in result.items() if k != "trial_id"}))
+        # Tune's trial id is random hex: an all-digit one would be logged as a "metric"; predictions are no metric.
+        values = self.mlflow_util._parse_dict(flatten_dict({k: v for k, v in result.items()
+                                                            if k not in ("trial_id", PREDICTIONS_KEY)}))
         step = result.get(TIMESTEPS_TOTAL) or result[TRAINING_ITERATION]
         now = _now_ms()
         self._submit(self._log, trial, [Metric(k, v, now, step) for k, v in values.items()], [])
