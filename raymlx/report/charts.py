@@ -123,7 +123,7 @@ def _fold_windows(oof: pd.DataFrame, series: pd.Series | None) -> Chart:
             ax.set_title(f"fold {fold}: cutoff {(start - span / max(len(window) - 1, 1)).date()}", fontsize=9)
             ax.tick_params(axis="x", labelrotation=45, labelsize=7)
         axes[0][0].legend(fontsize=7)
-        fig.suptitle("Each fold's forecast against the actual values around its cutoff (dotted)")
+        fig.suptitle("Each fold's forecast against the actual values around its cutoff (dotted)", y=1.06)
         return _chart("forecast_by_fold", "Forecast vs actual by fold", fig)
 
 

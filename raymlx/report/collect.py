@@ -79,18 +79,24 @@ def model_section(name: str, run_id: str, row, spec: Spec, features: list, trial
     if row.score != row.score:
         section.notes.append("Every trial failed: no configuration to diagnose or explain.")
         return section, frames
-    entry = spec.models[name]
-    reference = resolve(entry.model, base_dir=base_dir, default_package=MODEL_PACKAGE)
     oof = _guarded(section, "out-of-fold predictions", lambda: oof_frame(row.predictions or {}, features,
                                                                          task=spec.task))
     if oof is not None:
         frames[OOF_FILE] = oof
         section.facts.update(fold_scores=_fold_scores(oof, metric))
         section.charts += _guarded(section, "diagnostics", lambda: diagnostics(oof, task=spec.task, series=series)) or []
+    _explain_best(section, frames, row, spec, features, base_dir=base_dir)
+    return section, frames
+
+
+def _explain_best(section: Section, frames: dict, row, spec: Spec, features: list, *, base_dir: str) -> None:
+    """Fit the best configuration on the last fold and add its explanations (and SHAP values) to the section."""
+    entry = spec.models[section.name]
+    reference = resolve(entry.model, base_dir=base_dir, default_package=MODEL_PACKAGE)
     fitted = _guarded(section, "refit on the last fold", lambda: fit_last(
         lambda: build_model(reference, {**entry.params, **row.params}), features, cpus=entry.resources.cpu))
     if fitted is None:
-        return section, frames
+        return
     section.facts["refit_seconds"] = round(fitted[1], 3)
     settings = spec.report
     explained = _guarded(section, "explanations", lambda: explain(
@@ -102,7 +108,6 @@ def model_section(name: str, run_id: str, row, spec: Spec, features: list, trial
         section.facts.update(explained.facts)
         if explained.values is not None:
             frames[SHAP_FILE] = explained.values
-    return section, frames
 
 
 def _fold_scores(oof: pd.DataFrame, metric) -> list[float] | None:

@@ -171,7 +171,8 @@ def _shap(model: Any, fold: FoldData, *, task: str, sample: int, background: int
     seconds = time.perf_counter() - started
     values, base, label = _one_output(values, base, model)
     explanation = shap.Explanation(values, base, data=rows.to_numpy(dtype=float), feature_names=list(rows.columns))
-    of = f" of the probability of class {label}" if label is not None else ""
+    output = "margin (log-odds)" if kind == "linear" else "probability"
+    of = f" of class {label}'s {output}" if label is not None else ""
     notes = [f"SHAP ({kind} explainer){of}: {len(rows)} rows of the last fold explained in {seconds:.1f} s "
              f"(budget {budget_s:g} s, sample {sample})."]
     return Explained(_shap_charts(shap, explanation), notes, _values_frame(values, base, rows),

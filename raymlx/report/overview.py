@@ -65,26 +65,32 @@ def leaderboard_chart(scores: dict[str, list[float]], *, metric: str, baseline: 
 
 
 def fold_plan_chart(plan: list[dict], *, data_start: str | None) -> Chart | None:
-    """The forecasting folds as a timeline: training span up to each cutoff, then the scored window."""
+    """The forecasting folds as a timeline around the cutoffs: the end of each fold's training rows, then the
+    window it scores; the training rows' count and first time are written on each bar."""
     if not plan or "cutoff" not in plan[0]:
         return None
+    first_cutoff, last_end = pd.Timestamp(plan[0]["cutoff"]), pd.Timestamp(plan[-1]["valid_end"])
+    left = first_cutoff - (last_end - first_cutoff)
     with figure(7, 0.4 * len(plan) + 1.5) as (fig, ax):
         for entry in plan:
-            start, end = pd.Timestamp(entry["valid_start"]), pd.Timestamp(entry["valid_end"])
-            cutoff = pd.Timestamp(entry["cutoff"])
+            start, end, cutoff = (pd.Timestamp(entry[k]) for k in ("valid_start", "valid_end", "cutoff"))
             step = (end - start) / max(entry["valid_rows"] - 1, 1)
             first = cutoff - step * (entry["train_rows"] - 1)
-            if data_start is not None and entry["train_rows"] and first < pd.Timestamp(data_start):
+            if data_start is not None and first < pd.Timestamp(data_start):
                 first = pd.Timestamp(data_start)
             y = entry["fold"]
-            ax.plot([first, cutoff], [y, y], color="#4c72b0", lw=6, solid_capstyle="butt",
+            ax.plot([max(first, left), cutoff], [y, y], color="#4c72b0", lw=6, solid_capstyle="butt",
                     label="training rows" if y == 0 else None)
             ax.plot([start, end], [y, y], color="#dd8452", lw=6, solid_capstyle="butt",
                     label="scored window" if y == 0 else None)
+            ax.annotate(f"{entry['train_rows']} rows from {first.date()}", (left, y), xytext=(2, 5),
+                        textcoords="offset points", fontsize=7)
+        ax.set_xlim(left, last_end + step)
         ax.set_yticks([e["fold"] for e in plan], [f"fold {e['fold']}" for e in plan])
         ax.invert_yaxis()
-        ax.legend(loc="upper left", fontsize=8)
-        ax.set(title="Fold plan: expanding training data, then the window each fold scores", xlabel="time")
+        ax.legend(loc="lower left", fontsize=8)
+        ax.tick_params(axis="x", labelrotation=30)
+        ax.set(title="Fold plan around the cutoffs: training rows, then the window each fold scores", xlabel="time")
         return Chart("plots/fold_plan.png", "Fold plan", "overview", png(fig))
 
 

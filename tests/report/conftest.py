@@ -53,7 +53,7 @@ models:
   tree:
     model: sklearn.tree:DecisionTreeClassifier
     params: {random_state: 0}
-    search: {num_samples: 2, space: {max_depth: {type: int, low: 1, high: 4}}}
+    search: {algorithm: grid, space: {max_depth: {type: choice, values: [2, 4]}}}
 report: {shap_sample: 40, time_budget_s: 5}
 """
 
