@@ -107,6 +107,11 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
         from raymlx.tune import run_experiment
 
         frame = run_checks(loaded)
+        if loaded.spec.report.enabled:  # the report's imports load while Tune runs, not after
+            import threading
+
+            from raymlx.report import preload
+            threading.Thread(target=preload, name="raymlx-report-imports", daemon=True).start()
         with Live(_progress_table({}), console=err, refresh_per_second=4, transient=False) as live:
             result = run_experiment(loaded, frame, runtime=started[0], verbose=_state["verbose"],
                                     on_progress=lambda models: live.update(_progress_table(models)))

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from raymlx.report.build import load_report, report_after_tune, write_html
+from raymlx.report.build import load_report, preload, report_after_tune, write_html
 
-__all__ = ["report_after_tune", "load_report", "write_html"]
+__all__ = ["report_after_tune", "load_report", "write_html", "preload"]

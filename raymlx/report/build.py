@@ -23,7 +23,7 @@ from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
 from raymlx.tracking import MODEL_TAG
 
-__all__ = ["report_after_tune", "load_report", "write_html", "REPORT_FILE"]
+__all__ = ["report_after_tune", "load_report", "write_html", "preload", "REPORT_FILE"]
 
 logger = logging.getLogger(__name__)
 REPORT_FILE = "report.html"  # the HTML report, on the session run
@@ -68,6 +68,19 @@ def _summary(spec: Spec, leaderboard: list[dict], *, metric, frame: pd.DataFrame
     return summary
 
 
+def preload() -> None:
+    """Import what the report draws with (shap, matplotlib, Optuna's plots: seconds of imports), e.g. on a
+    thread while Tune runs, when the command's own process mostly waits; a missing one is left to the report."""
+    import importlib
+
+    for module in ("raymlx.report.collect", "matplotlib.pyplot", "optuna.visualization.matplotlib",
+                   "optuna.importance", "sklearn.calibration", "shap"):
+        try:
+            importlib.import_module(module)
+        except Exception:  # the report says what is missing, in its own place
+            logger.debug("cannot preload %s", module, exc_info=True)
+
+
 def report_after_tune(loaded: LoadedSpec, frame: pd.DataFrame, result) -> Path | None:
     """Make the report of a run that just ended: log every part to MLflow and write the HTML file.
 
@@ -85,6 +98,7 @@ def report_after_tune(loaded: LoadedSpec, frame: pd.DataFrame, result) -> Path |
     from raymlx.report.collect import collect_sections  # refits models: needs the tuning modules
 
     started = time.perf_counter()
+    preload()  # once here, not in each process that draws sections (a no-op when the command preloaded)
     metric = _metric(spec, loaded.base_dir)
     session, trials, folds, sections = collect_sections(loaded, frame, result)
     plan = read_plan(session)

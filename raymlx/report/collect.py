@@ -4,7 +4,11 @@ charts and explanations, logged to its MLflow run, then the HTML file beside the
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from collections import defaultdict
 from typing import Any
 
@@ -129,13 +133,42 @@ def collect_sections(loaded: LoadedSpec, frame: pd.DataFrame, result: Experiment
     for run in session_runs(session, "trial"):
         trials[run.data.tags.get(MODEL_TAG)].append(run)
     series = target_around_cutoffs(frame, spec, folds)
+    jobs = [(row.model, parents[row.model], row, spec, features[spec.models[row.model].pipeline], trials[row.model],
+             base_dir, series) for row in result.leaderboard]
     sections = []
-    for row in result.leaderboard:
-        started = time.perf_counter()
-        section, frames = model_section(row.model, parents[row.model], row, spec,
-                                        features[spec.models[row.model].pipeline], trials[row.model],
-                                        base_dir=base_dir, series=series)
-        section.facts["report_seconds"] = round(time.perf_counter() - started, 3)
-        log_section(session.client, section, frames=frames)
-        sections.append(section)
+    with _pool(len(jobs)) as pool:
+        for section, frames in pool.map(_timed_section, jobs):  # in order: each is logged while later ones draw
+            log_section(session.client, section, frames=frames)
+            sections.append(section)
     return session, dict(trials), folds, sections
+
+
+def _timed_section(job: tuple) -> tuple[Section, dict[str, pd.DataFrame]]:
+    name, run_id, row, spec, features, trials, base_dir, series = job
+    started = time.perf_counter()
+    section, frames = model_section(name, run_id, row, spec, features, trials, base_dir=base_dir, series=series)
+    section.facts["report_seconds"] = round(time.perf_counter() - started, 3)
+    return section, frames
+
+
+def _pool(jobs: int):
+    """Processes that draw sections side by side: forked from this one, so they start with its imports
+    (the command preloads them while Tune runs) and need nothing sent but the job. In this process
+    where fork is not the platform's safe default, or for a single job."""
+    workers = min(jobs, os.cpu_count() or 1)
+    if workers < 2 or sys.platform != "linux":
+        return _InProcess()
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+
+
+class _InProcess:
+    """The executor interface, run in this process."""
+
+    def __enter__(self) -> _InProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def map(self, function, jobs):
+        return map(function, jobs)

@@ -135,7 +135,8 @@ def _budgeted(explainer, call: dict, rows: pd.DataFrame, budget_s: float, starte
         done += size
         per_row = (time.perf_counter() - batch_started) / size
         left = budget_s - (time.perf_counter() - started)
-        size = min(len(rows) - done, 2 * size, int(0.75 * left / max(per_row, 1e-6)))
+        # A batch fits in what is left less a tenth of the budget, and takes at most a fifth of it.
+        size = min(len(rows) - done, 2 * size, int(min(left - 0.1 * budget_s, 0.2 * budget_s) / max(per_row, 1e-6)))
     values = np.concatenate([np.asarray(p.values) for p in parts])
     base = np.concatenate([np.broadcast_to(np.asarray(p.base_values), np.asarray(p.values).shape[:1]
                                            + np.asarray(p.values).shape[2:]) for p in parts])

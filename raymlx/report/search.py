@@ -55,7 +55,7 @@ def study_from_runs(runs: list, space: dict, *, metric: str, mode: str):
 
 
 def _plots() -> list[tuple[str, str, Callable, int]]:
-    """(file, title, Optuna plot, fewest finished trials it needs)."""
+    """(file, title, Optuna plot, fewest finished trials and varied parameters it needs)."""
     from optuna.visualization import matplotlib as vis
 
     return [("optimization_history", "Optimization history", vis.plot_optimization_history, 1),
@@ -72,9 +72,9 @@ def search_charts(study, *, metric: str) -> tuple[list[Chart], list[str]]:
     varied = [n for n in (finished[0].params if finished else {}) if len({str(t.params[n]) for t in finished}) > 1]
     charts, notes = [], []
     for name, title, plot, fewest in _plots():
-        if len(finished) < fewest or (name != "optimization_history" and not varied):
-            notes.append(f"{title}: needs {'at least two finished trials with ' if fewest > 1 else ''}"
-                         f"a searched parameter that varied")
+        if len(finished) < fewest or (name != "optimization_history" and len(varied) < fewest):
+            notes.append(f"{title}: needs at least {fewest} searched parameters that varied over {fewest} finished trials"
+                         if fewest > 1 else f"{title}: needs a searched parameter that varied")
             continue
         try:
             with warnings.catch_warnings():
