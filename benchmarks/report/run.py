@@ -70,7 +70,9 @@ def main() -> None:
 
     document = yaml.safe_load(spec.read_text())
     experiment = (document.get("tracking") or {}).get("experiment") or document["name"]
-    budget = (document.get("report") or {}).get("time_budget_s", 10.0)
+    from raymlx.spec import ReportSpec
+
+    budget = (document.get("report") or {}).get("time_budget_s", ReportSpec().time_budget_s)
     work = Path(tempfile.mkdtemp(prefix="raymlx-report-bench-"))
     off, on, facts = [], [], []
     for i in range(args.repeat):

@@ -50,10 +50,3 @@ class Report:
     leaderboard: list[dict[str, Any]]
     overview: list[Chart]
     sections: list[Section]
-
-    def outline(self) -> dict[str, Any]:
-        """The report's structure without images (what two builds of one session must share)."""
-        return {"title": self.title, "overview": [c.meta() for c in self.overview],
-                "sections": [s.meta() for s in self.sections], "summary": self.summary,
-                "leaderboard": [dict(r) for r in self.leaderboard]}
-

@@ -70,11 +70,10 @@ def search_charts(study, *, metric: str) -> tuple[list[Chart], list[str]]:
 
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     varied = [n for n in (finished[0].params if finished else {}) if len({str(t.params[n]) for t in finished}) > 1]
-    charts, notes = [], []
+    charts, notes, skipped = [], [], []
     for name, title, plot, fewest in _plots():
         if len(finished) < fewest or (name != "optimization_history" and len(varied) < fewest):
-            notes.append(f"{title}: needs at least {fewest} searched parameters that varied over {fewest} finished trials"
-                         if fewest > 1 else f"{title}: needs a searched parameter that varied")
+            skipped.append((title, fewest))
             continue
         try:
             with warnings.catch_warnings():
@@ -86,4 +85,10 @@ def search_charts(study, *, metric: str) -> tuple[list[Chart], list[str]]:
             continue
         axes = drawn.flat[0] if hasattr(drawn, "flat") else drawn
         charts.append(Chart(f"plots/search/{name}.png", title, "search", png(axes.figure)))
+    if skipped:
+        fewest = max(f for _, f in skipped)
+        notes.insert(0, f"{' and '.join(t for t, _ in skipped)}: not drawn; "
+                        f"{'they need' if len(skipped) > 1 else 'it needs'} {fewest} searched parameter"
+                        f"{'s' if fewest > 1 else ''} that varied over {len(finished)} finished trials, "
+                        f"here {len(varied)}.")
     return charts, notes

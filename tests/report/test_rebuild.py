@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -12,7 +14,7 @@ from typer.testing import CliRunner
 from raymlx.cli import app
 from raymlx.errors import UserInputError
 from raymlx.report import load_report, report_after_tune
-from raymlx.report.collect import collect_sections  # noqa: F401  (the tune-time path imports cleanly)
+from raymlx.report._store import download, find_session, read_json
 from raymlx.spec_io import load_spec
 from tests.report.conftest import REGRESSION
 
@@ -20,10 +22,6 @@ runner = CliRunner()
 
 
 def _tune_time_outline(session) -> dict:
-    from raymlx.report._store import find_session, read_json, download
-    import tempfile
-    from pathlib import Path
-
     found = find_session(session.result.tracking_uri, session.loaded.spec.experiment_name, session.result.session_run_id)
     with tempfile.TemporaryDirectory() as folder:
         return read_json(download(found.client, found.run_id, ("report",), Path(folder)), "report/summary.json")
