@@ -100,7 +100,7 @@ def report_after_tune(loaded: LoadedSpec, frame: pd.DataFrame, result) -> Path |
     started = time.perf_counter()
     preload()  # once here, not in each process that draws sections (a no-op when the command preloaded)
     metric = _metric(spec, loaded.base_dir)
-    session, trials, folds, sections = collect_sections(loaded, frame, result)
+    session, trials, sections = collect_sections(loaded, frame, result)
     plan = read_plan(session)
     leaderboard = [{**r, "params": str(r["params"])} for r in _leaderboard_records(_leaderboard_csv(result))]
     champion = (f"{result.champion_uri} (version {result.champion_version})" if result.champion_uri else None)

@@ -123,7 +123,7 @@ def _fold_scores(oof: pd.DataFrame, metric) -> list[float] | None:
 
 
 def collect_sections(loaded: LoadedSpec, frame: pd.DataFrame, result: ExperimentResult):
-    """Refit, draw and log every model's section; returns the session, its trial runs and the sections."""
+    """Draw and log every model's section; returns the session, its trial runs by model and the sections."""
     spec, base_dir = loaded.spec, loaded.base_dir
     folds = make_folds(frame, spec)
     features = compute_fold_features(spec, frame, folds, base_dir=base_dir)
@@ -140,7 +140,7 @@ def collect_sections(loaded: LoadedSpec, frame: pd.DataFrame, result: Experiment
         for section, frames in pool.map(_timed_section, jobs):  # in order: each is logged while later ones draw
             log_section(session.client, section, frames=frames)
             sections.append(section)
-    return session, dict(trials), folds, sections
+    return session, dict(trials), sections
 
 
 def _timed_section(job: tuple) -> tuple[Section, dict[str, pd.DataFrame]]:
