@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["__version__"]
+from raymlx.api import load_champion, tune, validate
+
+__all__ = ["__version__", "tune", "validate", "load_champion"]
 
 __version__ = "0.1.0"

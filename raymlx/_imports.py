@@ -1,19 +1,16 @@
-"""Optional dependencies (prophet, darts, …): imported when first needed, with an install hint when missing.
+"""Optional dependencies (prophet, darts, shap, …): imported when first needed, with an install hint when missing.
 
-Two forms, after Optuna's ``optuna/_imports.py``:
-
-* :func:`import_optional` imports a module inside the method that needs it, so that
-  importing raymlx (and building a model, which must stay cheap) never pays for it;
-* :func:`try_import` defers an ``ImportError`` raised in a ``with`` block at module
-  level until :meth:`~DeferredImport.check` is called.
+:func:`import_optional` imports a module inside the method that needs it (after Optuna's
+``optuna/_imports.py``), so that importing raymlx, and building a model, which must stay
+cheap, never pays for it.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType, TracebackType
+from types import ModuleType
 
-__all__ = ["DeferredImport", "import_optional", "install_hint", "try_import"]
+__all__ = ["import_optional", "install_hint"]
 
 
 def install_hint(module: str, *, package: str | None = None, extra: str | None = None,
@@ -53,41 +50,3 @@ def import_optional(module: str, *, package: str | None = None, extra: str | Non
             raise  # the module is there but one of its own dependencies is broken: show that error
         hint = install_hint(module, package=package, extra=extra, needed_for=needed_for)
         raise ImportError(hint, name=exc.name) from exc
-
-
-class DeferredImport:
-    """Context manager that keeps an ``ImportError`` until :meth:`check` is called."""
-
-    def __init__(self, package: str | None = None, extra: str | None = None, needed_for: str | None = None) -> None:
-        self._package = package
-        self._extra = extra
-        self._needed_for = needed_for
-        self._deferred: tuple[ImportError, str] | None = None
-
-    def __enter__(self) -> DeferredImport:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc_value: BaseException | None,
-                 traceback: TracebackType | None) -> bool | None:
-        if isinstance(exc_value, ImportError):
-            module = exc_value.name or self._package or "a module"
-            message = install_hint(module, package=self._package, extra=self._extra, needed_for=self._needed_for)
-            self._deferred = (exc_value, message)
-            return True
-        return None
-
-    def is_successful(self) -> bool:
-        """True when every import in the block succeeded."""
-        return self._deferred is None
-
-    def check(self) -> None:
-        """Raise the deferred ``ImportError`` with its install hint, if there is one."""
-        if self._deferred is not None:
-            exc_value, message = self._deferred
-            raise ImportError(message) from exc_value
-
-
-def try_import(package: str | None = None, *, extra: str | None = None,
-               needed_for: str | None = None) -> DeferredImport:
-    """Defer import errors of a ``with`` block: ``with try_import("prophet") as imports: import prophet``."""
-    return DeferredImport(package, extra, needed_for)

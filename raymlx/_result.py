@@ -7,7 +7,7 @@ trial at a time. A failed evaluation therefore reports these keys and ends norma
 
 from __future__ import annotations
 
-__all__ = ["FAILED_KEY", "ERROR_KEY", "NODE_KEY", "PREDICTIONS_KEY", "failure_of"]
+__all__ = ["FAILED_KEY", "ERROR_KEY", "NODE_KEY", "PREDICTIONS_KEY", "failure_of", "error_summary"]
 
 FAILED_KEY = "trial_failed"   # 1.0 in the result of a trial whose evaluation raised
 ERROR_KEY = "trial_error"     # "ValueError: ..." (the last line of its traceback)
@@ -22,3 +22,13 @@ def failure_of(result: dict | None) -> str | None:
     if result and result.get(FAILED_KEY):
         return str(result.get(ERROR_KEY, "unknown error"))
     return None
+
+
+def error_summary(trial) -> str:
+    """The last line of a failed trial's traceback, e.g. ``ValueError: Can only dampen the trend component``."""
+    try:
+        text = str(trial.get_error() or "")
+    except Exception:  # the error file may be gone; the count still says it failed
+        text = ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"

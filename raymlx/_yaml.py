@@ -48,7 +48,8 @@ def _pairs(node: yaml.MappingNode, path: Path, source: str) -> list[tuple[yaml.N
 def _compose_with_paths(loader: _PositionLoader, node: yaml.Node, path: Path, positions: Positions, source: str):
     positions[path] = _at(node.start_mark)
     if isinstance(node, yaml.MappingNode):
-        result, written = {}, {}
+        result: dict[Any, Any] = {}
+        written: dict[Any, Any] = {}
         for key_node, value_node, own in _pairs(node, path, source):
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, Hashable):

@@ -6,27 +6,32 @@ all and raises one :class:`~raymlx.errors.SpecError` listing every problem.
 
 from __future__ import annotations
 
+import base64
+import os
+import time
+import urllib.error
+import urllib.request
 from typing import Iterator
+from urllib.parse import urlsplit
 
 import pandas as pd
 
-from raymlx.data import missing_columns, prepare_frame, read_table, resolve_uri
-from raymlx.errors import DataError, SpecError
+from raymlx.data import missing_columns, prepare_frame, read_table, resolve_uri, stray_text
+from raymlx.errors import DataError, SpecError, redact, shorten
 from raymlx.folds import make_folds
 from raymlx.metrics import BUILTIN_METRICS
-from raymlx.models.base import parameter_names
-from raymlx.pipeline import STEP_PACKAGE, expand_steps, make_step
+from raymlx.models.base import MODEL_PACKAGE, is_estimator_class, parameter_names
+from raymlx.pipeline import STEP_PACKAGE, Pipeline, build_pipeline, expand_steps, make_step
 from raymlx.registry import UnresolvedReference, resolve, suggest
 from raymlx.space import continuous_params, grid_size
 from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
+from raymlx.store import resolve_tracking_uri
 
 __all__ = ["validate", "check_task", "check_pipelines", "check_references", "check_search",
-           "check_metric", "check_leakage", "check_data", "MODEL_PACKAGE"]
+           "check_metric", "check_leakage", "check_data", "check_pipeline_columns", "check_tracking"]
 
 Found = Iterator[tuple[tuple, str]]
-MODEL_PACKAGE = "raymlx.models"
-CLASSIFICATION_METRICS = {"accuracy", "f1", "log_loss", "roc_auc"}
 GRID_LIMIT = 10_000
 
 
@@ -64,8 +69,7 @@ def check_metric(spec: Spec, base_dir: str) -> Found:
     """A built-in metric fits the task; a user's metric imports and states its mode."""
     metric = spec.metric_spec
     if metric.name in BUILTIN_METRICS:
-        is_clf = metric.name in CLASSIFICATION_METRICS
-        if is_clf != (spec.task == "classification"):
+        if spec.task not in BUILTIN_METRICS[metric.name].tasks:
             yield (("metric", "name"), f"metric '{metric.name}' does not fit task '{spec.task}'")
         return
     if ":" not in metric.name:
@@ -99,7 +103,7 @@ def check_pipelines(spec: Spec) -> Found:
 
 
 def check_references(spec: Spec, base_dir: str) -> Found:
-    """Every model and step reference imports."""
+    """Every model and step reference imports, and a step is a step (not a model)."""
     for name, model in spec.models.items():
         try:
             resolve(model.model, base_dir=base_dir, default_package=MODEL_PACKAGE)
@@ -110,9 +114,14 @@ def check_references(spec: Spec, base_dir: str) -> Found:
             if step.step in spec.pipelines:
                 continue
             try:
-                resolve(step.step, base_dir=base_dir, default_package=STEP_PACKAGE)
+                obj = resolve(step.step, base_dir=base_dir, default_package=STEP_PACKAGE)
             except UnresolvedReference as exc:
                 yield (("pipelines", name, i, "step"), str(exc))
+                continue
+            if is_estimator_class(obj) and not callable(getattr(obj, "transform", None)):
+                yield (("pipelines", name, i, "step"),
+                       f"'{step.step}' is a model, not a step; a step is a class with fit(frame) and "
+                       "transform(frame), or a function f(frame, **params) -> frame (name models under models:)")
 
 
 def check_leakage(spec: Spec, base_dir: str) -> Found:
@@ -163,6 +172,44 @@ def _check_grid(name: str, space: dict) -> Found:
         yield (("models", name, "search", "space"), f"a grid of at most {GRID_LIMIT} points must hold, but got {size:g}")
 
 
+def check_pipeline_columns(spec: Spec, base_dir: str, frame: pd.DataFrame) -> Found:
+    """Each pipeline runs on the data, and every column a step names is there when the step comes.
+
+    Steps skip absent columns on purpose (a served row has no target), so a misspelt name would
+    otherwise be dropped without a word.
+    """
+    for name, steps in spec.pipelines.items():
+        rows = frame
+        for i, step in enumerate(steps):
+            try:
+                pipeline = (build_pipeline(step.step, spec.pipelines, base_dir=base_dir) if step.step in spec.pipelines
+                            else Pipeline([make_step(resolve(step.step, base_dir=base_dir,
+                                                             default_package=STEP_PACKAGE), dict(step.params))]))
+            except (UnresolvedReference, ValueError, TypeError):
+                break  # reported by check_references, check_pipelines, or the step's own parameter check
+            yield from _missing_step_columns(("pipelines", name, i, "params", "columns"), step.params, rows)
+            try:
+                rows = pipeline.fit(rows).transform(rows)
+            except Exception as exc:  # noqa: BLE001 - the user's step on the user's data: a message, not a crash
+                yield (("pipelines", name, i), f"step '{step.step}' failed on the data: {type(exc).__name__}: "
+                                               f"{shorten(str(exc), 300)}")
+                break
+
+
+def _missing_step_columns(where: tuple, params: dict, rows: pd.DataFrame) -> Found:
+    named = params.get("columns")
+    present = [str(c) for c in rows.columns]
+    if named is not None and not isinstance(named, (str, list)):
+        yield (where, f"columns must be a column name or a list of them, but got {shorten(repr(named), 80)}")
+        return
+    for column in [named] if isinstance(named, str) else named or []:
+        if not isinstance(column, str):
+            yield (where, f"columns must be a column name or a list of them, but got {shorten(repr(column), 80)}")
+        elif column not in rows.columns:
+            yield (where, f"column '{column}' is not in the data when this step runs{suggest(column, present)} "
+                          f"(columns: {shorten(', '.join(present), 300)})")
+
+
 def check_data(spec: Spec, base_dir: str) -> tuple[list[tuple[tuple, str]], pd.DataFrame | None]:
     """The data reads, has the named columns, and has enough rows for the fold plan."""
     uri = resolve_uri(spec.data.uri, base_dir)
@@ -174,6 +221,9 @@ def check_data(spec: Spec, base_dir: str) -> tuple[list[tuple[tuple, str]], pd.D
     if missing:
         return [(("data", *(int(p) if p.isdigit() else p for p in field.split("."))), message)
                 for field, message in missing.items()], None
+    stray = stray_text(raw, spec.data, uri=uri)
+    if stray:
+        return [(("data", "uri"), message) for message in stray], None
     try:
         frame = prepare_frame(raw, spec.data, uri=uri, forecasting=spec.task == "forecasting")
     except DataError as exc:
@@ -185,8 +235,51 @@ def check_data(spec: Spec, base_dir: str) -> tuple[list[tuple[tuple, str]], pd.D
     return [], frame
 
 
-def validate(loaded: LoadedSpec, *, read_data: bool = True) -> pd.DataFrame | None:
+def check_tracking(spec: Spec, base_dir: str, *, attempts: int = 3, timeout_s: float = 3.0) -> Found:
+    """A tracking server answers (within seconds, not after every trial) and takes the credentials given.
+
+    Only HTTP stores are asked; a local store is made when first used.
+    """
+    uri = resolve_tracking_uri(spec.tracking.uri, base_dir)
+    if urlsplit(uri).scheme not in ("http", "https"):
+        return
+    status, reason = _ask_server(uri, attempts=attempts, timeout_s=timeout_s)
+    if status is None:
+        yield (("tracking", "uri"), f"the tracking server at {redact(uri)} does not answer ({reason}); start it, "
+                                    f"or check the URI")
+    elif status in (401, 403):
+        yield (("tracking", "uri"), f"the tracking server at {redact(uri)} refused the credentials (HTTP {status}); "
+                                    "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+
+
+def _ask_server(uri: str, *, attempts: int, timeout_s: float) -> tuple[int | None, str]:
+    """The HTTP status of MLflow's experiment search, or ``None`` and why no answer came."""
+    request = urllib.request.Request(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1")
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    reason = "no answer"
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as reply:
+                return reply.status, "ok"
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.reason
+        except (OSError, ValueError) as exc:  # refused, timed out, unresolvable
+            reason = str(getattr(exc, "reason", exc))
+        if attempt < attempts - 1:
+            time.sleep(1)
+    return None, reason
+
+
+def validate(loaded: LoadedSpec, *, read_data: bool = True, tracking: bool = True) -> pd.DataFrame | None:
     """Run every check; raise once with all problems found.
+
+    Args:
+        loaded: The spec.
+        read_data: Read the data and check it against the spec and the fold plan.
+        tracking: Check that a tracking server answers (off for offline use).
 
     Returns:
         The loaded data frame when ``read_data`` (so callers need not read it twice).
@@ -197,10 +290,14 @@ def validate(loaded: LoadedSpec, *, read_data: bool = True) -> pd.DataFrame | No
     spec, base = loaded.spec, loaded.base_dir
     found = [*check_task(spec), *check_metric(spec, base), *check_pipelines(spec),
              *check_references(spec, base), *check_search(spec, base), *check_leakage(spec, base)]
+    if tracking:
+        found += check_tracking(spec, base)
     frame = None
     if read_data:
         data_found, frame = check_data(spec, base)
         found += data_found
+        if frame is not None and not found:
+            found += check_pipeline_columns(spec, base, frame)
     if found:
         raise SpecError([loaded.problem(p, m) for p, m in found])
     return frame

@@ -14,9 +14,10 @@ from typing import Callable, Optional
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
-from raymlx.errors import RaymlxError
+from raymlx.errors import RaymlxError, redact
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Find the best model for your data: tune every model of a spec on Ray, track in MLflow, serve the champion.")
@@ -42,6 +43,7 @@ def _configure_logging(verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     if not verbose:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a "View run ... at" line per run
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -60,7 +62,7 @@ def _run(action: Callable[[], None], cleanup: Callable[[], None] | None = None) 
     except RaymlxError as exc:
         if _state["debug"]:
             raise
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(redact(str(exc)))}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -68,7 +70,7 @@ def _run(action: Callable[[], None], cleanup: Callable[[], None] | None = None) 
     except Exception as exc:
         if _state["debug"]:
             raise
-        err.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+        err.print(f"[red]error:[/red] {type(exc).__name__}: {escape(redact(str(exc)))} (run with --debug for the traceback)",
                   highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     finally:
@@ -77,21 +79,24 @@ def _run(action: Callable[[], None], cleanup: Callable[[], None] | None = None) 
 
 
 @app.command()
-def validate(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt) -> None:
-    """Check a spec without starting Ray: schema, references, parameter names, data and folds."""
+def validate(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
+             offline: bool = typer.Option(False, "--offline", help="Skip asking the tracking server.")) -> None:
+    """Check a spec without starting Ray: schema, references, parameter names, data, folds, the tracking server."""
     def action() -> None:
         from raymlx.checks import validate as run_checks
         from raymlx.spec_io import load_spec
 
         loaded = load_spec(spec, overrides=set_)
-        frame = run_checks(loaded)
-        out.print(f"{spec}: valid ({len(loaded.spec.models)} models, {len(frame)} rows)", highlight=False)
+        frame = run_checks(loaded, tracking=not offline)
+        rows = len(frame) if frame is not None else 0
+        out.print(f"{spec}: valid ({len(loaded.spec.models)} models, {rows} rows)", highlight=False)
     _run(action)
 
 
 @app.command()
 def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
-         address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto' or ray://host:10001); overrides runtime.address.")) -> None:
+         address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto' or ray://host:10001); overrides runtime.address."),
+         force_promote: bool = typer.Option(False, "--force-promote", help="Give the winner the champion alias even if it does not beat the current champion.")) -> None:
     """Tune every model of the spec concurrently, print the leaderboard, register the champion."""
     started = []
 
@@ -104,7 +109,7 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
         started.append(BackgroundRuntime(loaded.spec.runtime, address=address, base_dir=loaded.base_dir,
                                          verbose=_state["verbose"]))
         from raymlx.checks import validate as run_checks
-        from raymlx.tune import run_experiment
+        from raymlx.experiment import run_experiment
 
         frame = run_checks(loaded)
         if loaded.spec.report.enabled:  # the report's imports load while Tune runs, not after
@@ -113,7 +118,7 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
             from raymlx.report import preload
             threading.Thread(target=preload, name="raymlx-report-imports", daemon=True).start()
         with Live(_progress_table({}), console=err, refresh_per_second=4, transient=False) as live:
-            result = run_experiment(loaded, frame, runtime=started[0], verbose=_state["verbose"],
+            result = run_experiment(loaded, frame, runtime=started[0], verbose=_state["verbose"], force_promote=force_promote,
                                     on_progress=lambda models: live.update(_progress_table(models)))
         _print_result(result, loaded.spec, report=lambda: _tune_report(loaded, frame, result))
 
@@ -195,8 +200,12 @@ def _print_result(result, spec, report: Callable[[], None] | None = None) -> Non
             out.print(f"{row.model}: {row.failed} of {row.trials} trials failed; last: {row.last_error}",
                       highlight=False, soft_wrap=True)
     if result.champion_uri:
-        out.print(f"champion: {result.champion} registered as {result.champion_uri} "
+        role = "champion" if result.promoted else "challenger"
+        out.print(f"{role}: {result.champion} registered as {result.champion_uri} "
                   f"(version {result.champion_version}) in {result.tracking_uri}", highlight=False, soft_wrap=True)
+        out.print(f"{'promoted' if result.promoted else 'not promoted; the champion stays'}: {result.promotion}"
+                  f"{'' if result.promoted else ' (--force-promote promotes it anyway)'}", highlight=False,
+                  soft_wrap=True)
         if report is not None:
             report()
     else:
@@ -216,22 +225,22 @@ def serve_command(
         reload: bool = typer.Option(False, "--reload", help="Roll the running server to the version the alias names now.")) -> None:
     """Serve the champion (or --model) on Ray Serve: /predict, /forecast, /health, /metadata, /docs; Ctrl-C stops."""
     def action() -> None:
-        from raymlx.serve import _process
+        from raymlx import serve
 
         if stop or reload:
             port = _serve_request(spec, model, tracking_uri, set_, address).port if spec else None
-            state = _process.stop(port) if stop else _process.reload(port)
+            state = serve.stop(port) if stop else serve.reload(port)
             out.print(f"{'stopped' if stop else 'now serving version ' + str(state['version']) + ' at'} {state['url']}",
                       highlight=False)
             return
         request = _serve_request(spec, model, tracking_uri, set_, address)
         if detach:
             argv = [a for a in sys.argv[1:] if a != "--detach"]
-            state = _process.detach(argv, request)
+            state = serve.detach(argv, request)
             out.print(f"serving version {state['version']} at {state['url']} (pid {state['pid']}; "
                       f"`raymlx serve --stop` ends it)", highlight=False, soft_wrap=True)
             return
-        _process.serve_foreground(request, on_ready=lambda url, version: out.print(
+        serve.serve_foreground(request, on_ready=lambda url, version: out.print(
             f"serving {request.model_uri} (version {version}) at {url}  (docs: {url}/docs; Ctrl-C stops)",
             highlight=False, soft_wrap=True))
         err.print("stopped")
@@ -242,10 +251,10 @@ def _serve_request(spec: Optional[Path], model: Optional[str], tracking_uri: Opt
                    set_: Optional[list[str]], address: Optional[str]):
     """What to serve: the spec's champion and serve section, or --model with default serve settings."""
     from raymlx.errors import UserInputError
-    from raymlx.select import CHAMPION_ALIAS
-    from raymlx.serve._process import ServeRequest
-    from raymlx.spec import RuntimeSpec, ServeSpec
-    from raymlx.tracking import resolve_tracking_uri
+    from raymlx.champion import CHAMPION_ALIAS
+    from raymlx.serve import ServeRequest
+    from raymlx.spec import DEFAULT_TRACKING_URI, RuntimeSpec, ServeSpec
+    from raymlx.store import resolve_tracking_uri
 
     if spec is None and model is None:
         raise UserInputError("name a spec (serves its champion) or --model URI")
@@ -269,7 +278,8 @@ def _serve_request(spec: Optional[Path], model: Optional[str], tracking_uri: Opt
             base, serve_spec, runtime = os.getcwd(), ServeSpec(**sections["serve"]), RuntimeSpec(**sections["runtime"])
         except ValidationError as exc:
             raise UserInputError(f"--set: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or resolve_tracking_uri("sqlite:///mlflow.db", base)
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or resolve_tracking_uri(DEFAULT_TRACKING_URI, base)
+    assert model is not None  # a spec names its champion
     return ServeRequest(model, uri, serve_spec.host, serve_spec.port, serve_spec.model_dump(), runtime.model_dump(),
                         address, base)
 

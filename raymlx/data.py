@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 import fsspec
+import numpy as np
 import pandas as pd
 
-from raymlx.errors import DataError
+from raymlx.errors import DataError, shorten
 from raymlx.registry import suggest
 from raymlx.spec import DataSpec
 
-__all__ = ["resolve_uri", "read_table", "load_frame", "prepare_frame", "missing_columns"]
+__all__ = ["resolve_uri", "read_table", "prepare_frame", "missing_columns", "stray_text", "row_place"]
+
+NUMERIC_SHARE = 0.9  # a column at least this much numbers is a numeric column; its other values are mistakes
 
 
 def resolve_uri(uri: str, base_dir: str | Path) -> str:
@@ -60,20 +63,6 @@ def missing_columns(frame: pd.DataFrame, data: DataSpec) -> dict[str, str]:
     }
 
 
-def load_frame(data: DataSpec, *, base_dir: str | Path, forecasting: bool) -> pd.DataFrame:
-    """Read the data set and shape it for the experiment.
-
-    The frame keeps the spec's columns and the target. For a time column it is
-    parsed; for forecasting it becomes the sorted index.
-
-    Raises:
-        DataError: For an unreadable file, unparsable or duplicate times, or no rows.
-    """
-    uri = resolve_uri(data.uri, base_dir)
-    return prepare_frame(read_table(uri, fmt=data.format, read_options=data.read_options),
-                         data, uri=uri, forecasting=forecasting)
-
-
 def prepare_frame(frame: pd.DataFrame, data: DataSpec, *, uri: str, forecasting: bool) -> pd.DataFrame:
     """Keep the spec's columns, drop rows without a target, parse (and for forecasting index by) time.
 
@@ -95,11 +84,39 @@ def prepare_frame(frame: pd.DataFrame, data: DataSpec, *, uri: str, forecasting:
     return frame.reset_index(drop=True) if not forecasting else frame
 
 
+def row_place(uri: str, row: object, *, named: bool = True) -> str:
+    """Where a raw row is, for a person: its line in a CSV file (after the header), else its 0-based row number."""
+    of = f" of {uri}" if named else ""
+    if isinstance(row, (int, np.integer)) and _format(uri, None) == "csv":
+        return f"line {int(row) + 2}{of}"
+    return f"row {row}{of}"
+
+
+def stray_text(frame: pd.DataFrame, data: DataSpec, *, uri: str) -> list[str]:
+    """Text in columns that are otherwise numbers (``abc`` among a column of floats): one message per column."""
+    found = []
+    for column in frame.select_dtypes(include=["object", "string"]).columns:
+        if column == data.time_column:
+            continue  # told apart by _parse_time
+        values = frame[column].dropna()
+        numbers = pd.to_numeric(values, errors="coerce")
+        if len(values) and numbers.notna().mean() >= NUMERIC_SHARE and numbers.isna().any():
+            bad = values[numbers.isna()]
+            found.append(f"column '{column}' holds numbers but also '{shorten(str(bad.iloc[0]), 60)}' at "
+                         f"{row_place(uri, bad.index[0])} ({len(bad)} such value{'s' if len(bad) > 1 else ''}); "
+                         f"fix it, or leave the cell empty for a missing value")
+    return found
+
+
 def _parse_time(frame: pd.DataFrame, column: str, uri: str) -> pd.DataFrame:
     try:
         times = pd.to_datetime(frame[column])
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"{uri}: time column '{column}' does not parse as dates: {exc}") from None
+    except (ValueError, TypeError):
+        parsed = pd.to_datetime(frame[column], errors="coerce", format="mixed")
+        bad = frame[column][parsed.isna() & frame[column].notna()]
+        where = (f": '{shorten(str(bad.iloc[0]), 60)}' at {row_place(uri, bad.index[0], named=False)}" if len(bad)
+                 else " in the same format")
+        raise DataError(f"{uri}: time column '{column}' does not parse as dates{where}") from None
     if times.duplicated().any():
         first = times[times.duplicated()].iloc[0]
         raise DataError(f"{uri}: time column '{column}' has duplicate times, first {first}")

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-__all__ = ["Problem", "RaymlxError", "UserInputError", "SpecError", "DataError"]
+__all__ = ["Problem", "RaymlxError", "UserInputError", "SpecError", "DataError", "redact", "shorten"]
+
+# scheme://user:password@host: the password part of a URI's user information
+_PASSWORD_IN_URI = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/\s]*):(?P<password>[^@/\s]+)@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URI in it (``http://alice:s3cret@host``) shown as ``***``."""
+    return _PASSWORD_IN_URI.sub(r"\g<head>:***@", text)
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out (values echoed in messages)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 @dataclass(frozen=True)
@@ -33,10 +49,10 @@ class Problem:
                 where += f":{self.line}:{self.column}"
             where += ": "
         field = f"{self.path}: " if self.path else ""
-        return f"{where}{field}{self.message}"
+        return redact(f"{where}{field}{self.message}")
 
 
-def _reading_order(problem: Problem) -> tuple:
+def _reading_order(problem: Problem) -> tuple[bool, int, int]:
     """Top to bottom through the file; problems with no line (``--set``) last."""
     return (problem.line is None, problem.line or 0, problem.column or 0)
 
@@ -60,7 +76,7 @@ class SpecError(UserInputError):
         self.problems = sorted(problems, key=_reading_order)
         super().__init__("\n".join(str(p) for p in self.problems))
 
-    def __reduce__(self):  # keeps the problems when crossing Ray processes
+    def __reduce__(self) -> tuple[type[SpecError], tuple[list[Problem]]]:  # keeps the problems across Ray processes
         return (type(self), (self.problems,))
 
 

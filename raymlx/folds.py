@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,11 +68,11 @@ def _split(frame: pd.DataFrame, spec: Spec) -> list[Fold]:
     splitter = cls(n_splits=v.folds, shuffle=v.shuffle, random_state=v.seed if v.shuffle else None)
     return [Fold(i, tr, va) for i, (tr, va) in enumerate(splitter.split(frame, y))]
 
-def fold_plan(frame: pd.DataFrame, folds: list[Fold]) -> list[dict]:
+def fold_plan(frame: pd.DataFrame, folds: list[Fold]) -> list[dict[str, Any]]:
     """The folds as plain data (logged with every experiment): sizes and, for time-ordered data, the windows."""
     plan = []
     for fold in folds:
-        entry = {"fold": fold.index, "train_rows": len(fold.train), "valid_rows": len(fold.valid)}
+        entry: dict[str, Any] = {"fold": fold.index, "train_rows": len(fold.train), "valid_rows": len(fold.valid)}
         if fold.cutoff is not None:
             entry.update(cutoff=str(fold.cutoff), valid_start=str(frame.index[fold.valid[0]]),
                          valid_end=str(frame.index[fold.valid[-1]]))

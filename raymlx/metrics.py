@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal
 
 import numpy as np
@@ -18,7 +18,8 @@ class Metric:
     """A scoring function and whether lower or higher is better.
 
     ``needs_proba`` metrics are given class probabilities instead of labels;
-    ``takes_labels`` metrics are also told every class the model knows.
+    ``takes_labels`` metrics are also told every class the model knows;
+    ``tasks`` are the tasks the metric fits (a metric of your own is taken to fit any).
     """
 
     name: str
@@ -26,6 +27,7 @@ class Metric:
     mode: Literal["min", "max"]
     needs_proba: bool = False
     takes_labels: bool = False
+    tasks: tuple[str, ...] = ("regression", "classification", "forecasting")
 
 
 def _rmse(y_true, y_pred) -> float:
@@ -50,23 +52,27 @@ def _log_loss(y_true, proba, labels=None) -> float:
     return float(skm.log_loss(y_true, proba, labels=labels))
 
 
+_NUMERIC = ("regression", "forecasting")
+_CLASSES = ("classification",)
+
+# Adding a built-in metric is one line here (and its test in tests/test_metrics.py).
 BUILTIN_METRICS: dict[str, Metric] = {
-    "rmse": Metric("rmse", _rmse, "min"),
-    "mae": Metric("mae", skm.mean_absolute_error, "min"),
-    "mape": Metric("mape", skm.mean_absolute_percentage_error, "min"),
-    "r2": Metric("r2", skm.r2_score, "max"),
-    "accuracy": Metric("accuracy", skm.accuracy_score, "max"),
-    "f1": Metric("f1", _f1, "max", takes_labels=True),
-    "log_loss": Metric("log_loss", _log_loss, "min", needs_proba=True, takes_labels=True),
-    "roc_auc": Metric("roc_auc", _roc_auc, "max", needs_proba=True, takes_labels=True),
+    "rmse": Metric("rmse", _rmse, "min", tasks=_NUMERIC),
+    "mae": Metric("mae", skm.mean_absolute_error, "min", tasks=_NUMERIC),
+    "mape": Metric("mape", skm.mean_absolute_percentage_error, "min", tasks=_NUMERIC),
+    "r2": Metric("r2", skm.r2_score, "max", tasks=_NUMERIC),
+    "accuracy": Metric("accuracy", skm.accuracy_score, "max", tasks=_CLASSES),
+    "f1": Metric("f1", _f1, "max", takes_labels=True, tasks=_CLASSES),
+    "log_loss": Metric("log_loss", _log_loss, "min", needs_proba=True, takes_labels=True, tasks=_CLASSES),
+    "roc_auc": Metric("roc_auc", _roc_auc, "max", needs_proba=True, takes_labels=True, tasks=_CLASSES),
 }
 
 
-def get_metric(name: str, mode: str | None = None, *, base_dir: str = ".") -> Metric:
+def get_metric(name: str, mode: Literal["min", "max"] | None = None, *, base_dir: str = ".") -> Metric:
     """The built-in metric of that name, or a user's ``module:function`` (which needs ``mode``)."""
     if name in BUILTIN_METRICS:
         builtin = BUILTIN_METRICS[name]
-        return Metric(name, builtin.function, mode or builtin.mode, builtin.needs_proba, builtin.takes_labels)
+        return replace(builtin, mode=mode or builtin.mode)
     function = resolve(name, base_dir=base_dir)
     if mode is None:
         raise ValueError(f"metric '{name}' needs a mode (min or max)")

@@ -9,9 +9,9 @@ from typing import Callable
 
 from ray.tune import Callback
 
-from raymlx._result import failure_of
+from raymlx._result import error_summary, failure_of
 
-__all__ = ["ModelProgress", "ProgressCallback", "error_summary"]
+__all__ = ["ModelProgress", "ProgressCallback"]
 
 
 @dataclass
@@ -33,16 +33,6 @@ class ModelProgress:
         if self.started_at is None:
             return 0.0
         return (self.ended_at or time.time()) - self.started_at
-
-
-def error_summary(trial) -> str:
-    """The last line of a failed trial's traceback, e.g. ``ValueError: Can only dampen the trend component``."""
-    try:
-        text = str(trial.get_error() or "")
-    except Exception:  # the error file may be gone; the count still says it failed
-        text = ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "unknown error"
 
 
 class ProgressCallback(Callback):

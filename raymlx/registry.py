@@ -45,6 +45,8 @@ def _load_file_module(file: Path) -> Any:
     if folder not in sys.path:
         sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(stem, file)
+    if spec is None or spec.loader is None:
+        raise UnresolvedReference(f"cannot import '{file.name}': not a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[stem] = module
     try:
@@ -56,7 +58,7 @@ def _load_file_module(file: Path) -> Any:
 
 
 def _attr(module: Any, attr: str, where: str) -> Any:
-    obj, walked = module, []
+    obj, walked = module, list[str]()
     for part in attr.split("."):
         if not hasattr(obj, part):
             names = [n for n in dir(obj) if not n.startswith("_")]

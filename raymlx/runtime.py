@@ -7,11 +7,11 @@ import os
 import signal
 import sys
 import threading
-import time
 from contextlib import contextmanager
 
 import ray
 
+from raymlx import _compat
 from raymlx.spec import RuntimeSpec
 
 __all__ = ["init_ray", "shutdown_ray", "BackgroundRuntime", "trial_actor_env"]
@@ -37,64 +37,19 @@ def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str,
         # Every worker of a runtime started here inherits this process's environment: set what Tune
         # would give each trial actor as an environment of its own (see trial_actor_env).
         os.environ.setdefault(_TUNE_ACTOR_ENV[0], _TUNE_ACTOR_ENV[1])
-        with _prompt_node_wait():
+        with _compat.prompt_node_wait():
             ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=verbose,
                      logging_level=level, object_store_memory=runtime.object_store_memory_mb * 1024 * 1024)
     return True
 
 
 def shutdown_ray() -> None:
-    """``ray.shutdown()``, without its one-second wait on the autoscaler's monitor.
+    """``ray.shutdown()``, without its one-second wait on the autoscaler's monitor (see :mod:`raymlx._compat`).
 
-    Ray stops the GCS before the monitor, which then spends its whole grace period reporting to a
-    GCS that is gone: a second of an idle machine at the end of every run. A runtime started here
-    has a fixed size, so its monitor holds nothing and is stopped first (1.35 s to 0.3 s).
+    A runtime started here has a fixed size, so its monitor holds nothing and is stopped first.
     """
-    from ray._private import ray_constants, worker
-
-    node = getattr(worker, "_global_node", None)
-    for info in getattr(node, "all_processes", {}).get(ray_constants.PROCESS_TYPE_MONITOR, []):
-        info.process.kill()
+    _compat.stop_monitor()
     ray.shutdown()
-
-
-@contextmanager
-def _prompt_node_wait():
-    """Learn that the new node has registered within 20 ms instead of up to a second.
-
-    Starting a node, Ray asks the GCS for it and, until the raylet has registered (it waits for its
-    agent, about 1.5 s here), sleeps a whole second between asks: on average half a second of an
-    idle machine before the driver connects. Here the asks come every 20 ms first; Ray's own call
-    then finds the node at once. Ray is pinned to 2.60.x, whose private function this wraps.
-    """
-    from ray._private import services
-
-    original = services.get_node
-
-    def get_node(gcs_address: str, node_id: str):
-        _wait_for_node(gcs_address, node_id, timeout_s=30)
-        return original(gcs_address, node_id)
-
-    services.get_node = get_node
-    try:
-        yield
-    finally:
-        services.get_node = original
-
-
-def _wait_for_node(gcs_address: str, node_id: str, *, timeout_s: float) -> None:
-    from ray._raylet import GcsClient
-
-    client, target = GcsClient(address=gcs_address), ray.NodeID.from_hex(node_id)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            node = client.get_all_node_info(timeout=1).get(target)
-        except Exception:  # noqa: BLE001 - the GCS may not answer yet; Ray's own call reports real failures
-            node = None
-        if node is not None and node.state == 0:  # GcsNodeInfo.ALIVE
-            return
-        time.sleep(0.02)
 
 
 class BackgroundRuntime:
@@ -107,7 +62,8 @@ class BackgroundRuntime:
 
     def __init__(self, runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False):
         self._ready, self._released = threading.Event(), threading.Event()
-        self._started, self._error, self._shut = False, None, False
+        self._started, self._shut = False, False
+        self._error: BaseException | None = None
         _exit_on_sigterm()  # what ray.init does when it runs in the main thread
         self._thread = threading.Thread(target=self._hold, args=(runtime, address, base_dir, verbose),
                                         name="raymlx-ray-runtime", daemon=True)
@@ -160,14 +116,13 @@ def trial_actor_env(inherited: bool):
     wait about a second for it while the prestarted workers stay idle. On a runtime
     :func:`init_ray` started, every worker already has the variable, so Tune's copy is left out.
     """
-    from ray.tune.execution import class_cache  # Tune's import takes 0.7 s: not before Ray's start
-
-    defaults = class_cache.DEFAULT_ENV_VARS
-    saved = dict(defaults)
-    if inherited and saved == dict([_TUNE_ACTOR_ENV]):
+    defaults = _compat.tune_actor_env_defaults()  # imports Tune (0.7 s): not before Ray's start
+    saved = dict(defaults or {})
+    if defaults is not None and inherited and saved == dict([_TUNE_ACTOR_ENV]):
         defaults.clear()
     try:
         yield
     finally:
-        defaults.clear()
-        defaults.update(saved)
+        if defaults is not None:
+            defaults.clear()
+            defaults.update(saved)

@@ -36,7 +36,8 @@ def model_searcher(search: SearchSpec, *, metric: str, mode: str) -> tuple[Searc
     if search.algorithm == "grid":
         grid = grid_points(search.space)
         budget = min(budget, int(np.prod([len(v) for v in grid.values()])))
-        space = {k: optuna.distributions.CategoricalDistribution(v) for k, v in grid.items()}
+        space: dict[str, optuna.distributions.BaseDistribution] = {
+            k: optuna.distributions.CategoricalDistribution(v) for k, v in grid.items()}
     else:
         space = distributions(search.space)
     if not space:
@@ -80,7 +81,7 @@ class ModelSearcher(Searcher):
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # each model's search was configured when it was made
 
-    def suggest(self, trial_id: str) -> dict | str | None:
+    def suggest(self, trial_id: str) -> dict | str | None:  # type: ignore[override]  # Searcher.FINISHED is a str
         open_models = [n for n in self._searches if self._suggested[n] < self._budgets[n]]
         if not open_models:
             return Searcher.FINISHED

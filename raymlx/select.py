@@ -1,25 +1,16 @@
-"""Picking the winner: the leaderboard, the champion's refit on all data, and its registration."""
+"""The leaderboard: each model's best trial on the experiment's shared folds and metric, best first."""
 
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass, field
-from importlib import metadata as importlib_metadata
-from pathlib import Path
 from typing import Any
 
-import mlflow
 import pandas as pd
-from mlflow.models import infer_signature
-from mlflow.tracking import MlflowClient
 
 from raymlx._result import PREDICTIONS_KEY, failure_of
-from raymlx.champion import ChampionModel, FittedPredictor
 
-__all__ = ["LeaderboardRow", "build_leaderboard", "leaderboard_frame", "log_champion", "CHAMPION_ALIAS"]
-
-CHAMPION_ALIAS = "champion"
+__all__ = ["LeaderboardRow", "build_leaderboard", "leaderboard_frame"]
 
 
 @dataclass
@@ -65,35 +56,3 @@ def build_leaderboard(results, *, models: list[str], metric: str, mode: str, wal
 def leaderboard_frame(rows: list[LeaderboardRow]) -> pd.DataFrame:
     """The leaderboard as a table (for logging and printing)."""
     return pd.DataFrame([asdict(r) for r in rows]).drop(columns=["fold_scores", "last_error", "predictions"])
-
-
-def _requirements(extra_modules: list[str]) -> list[str]:
-    wanted = ["mlflow", "pandas", "numpy", "scikit-learn", "cloudpickle", *extra_modules]
-    pins = []
-    for dist in dict.fromkeys(wanted):
-        try:
-            pins.append(f"{dist}=={importlib_metadata.version(dist)}")
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return pins
-
-
-def log_champion(predictor: FittedPredictor, *, run_id: str, experiment_id: str, registered_model: str,
-                 code_paths: list[str], metadata: dict[str, Any], sample: pd.DataFrame) -> tuple[str, str]:
-    """Log the champion as a pyfunc model in ``run_id``, register it and point the alias at it.
-
-    Returns:
-        The registered model URI with alias, and the new version.
-    """
-    extras = [m for m in ("prophet", "darts") if m in sys.modules]
-    mlflow.set_experiment(experiment_id=experiment_id)  # the fluent API checks the run against it
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=ChampionModel(predictor, metadata),
-            signature=infer_signature(sample, predictor.predict(sample)), input_example=sample,
-            code_paths=[str(Path(p)) for p in code_paths] or None,
-            pip_requirements=_requirements(extras), registered_model_name=registered_model,
-        )
-    version = str(info.registered_model_version)
-    MlflowClient().set_registered_model_alias(registered_model, CHAMPION_ALIAS, version)
-    return f"models:/{registered_model}@{CHAMPION_ALIAS}", version

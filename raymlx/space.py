@@ -15,7 +15,7 @@ __all__ = ["distributions", "decode", "grid_points", "grid_size", "continuous_pa
 
 def distributions(space: dict) -> dict[str, optuna.distributions.BaseDistribution]:
     """Optuna distributions for a spec's search space."""
-    result = {}
+    result: dict[str, optuna.distributions.BaseDistribution] = {}
     for name, p in space.items():
         if isinstance(p, ChoiceParam):
             result[name] = optuna.distributions.CategoricalDistribution(_choices(p))

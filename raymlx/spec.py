@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -9,8 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "Spec", "DataSpec", "ValidationSpec", "MetricSpec", "TrackingSpec", "RuntimeSpec",
     "StepSpec", "ModelSpec", "SearchSpec", "ResourcesSpec", "FloatParam", "IntParam",
-    "ChoiceParam", "Param", "ServeSpec", "AutoscalingSpec", "BatchingSpec", "ReportSpec",
+    "ChoiceParam", "Param", "ServeSpec", "AutoscalingSpec", "BatchingSpec", "PromotionSpec", "ReportSpec",
+    "DEFAULT_TRACKING_URI",
 ]
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # the embedded store, next to the spec
 
 Task = Literal["regression", "classification", "forecasting"]
 
@@ -45,12 +49,13 @@ class ValidationSpec(SpecModel):
 
 
 class MetricSpec(SpecModel):
-    name: str = Field(description="Built-in metric (rmse, mae, mape, r2, accuracy, f1, log_loss, roc_auc) or module:function.")
+    name: str = Field(description="A built-in metric (raymlx.metrics.BUILTIN_METRICS; `raymlx validate` names them "
+                                  "on a typo) or module:function.")
     mode: Literal["min", "max"] | None = Field(None, description="Whether lower or higher is better; built-ins know their own.")
 
 
 class TrackingSpec(SpecModel):
-    uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI; a relative sqlite path is relative to the spec.")
+    uri: str = Field(DEFAULT_TRACKING_URI, description="MLflow tracking URI; a relative sqlite path is relative to the spec.")
     experiment: str | None = Field(None, description="MLflow experiment name; default: the spec's name.")
     registered_model: str | None = Field(None, description="Registered model name of the champion; default: the spec's name.")
 
@@ -73,8 +78,10 @@ class _RangeParam(SpecModel):
     log: bool = Field(False, description="Sample on a log scale.")
 
     @model_validator(mode="after")
-    def _check_range(self):
-        low, high, step = self.low, self.high, self.step  # type: ignore[attr-defined]
+    def _check_range(self) -> _RangeParam:
+        low, high, step = self.low, self.high, self.step  # type: ignore[attr-defined]  # declared by each kind
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError(f"`low` and `high` must be finite numbers, but got (low={low}, high={high})")
         if low > high:
             raise ValueError(f"`low <= high` must hold, but got (low={low}, high={high})")
         if self.log and low <= 0:
@@ -135,7 +142,7 @@ class AutoscalingSpec(SpecModel):
     target_ongoing_requests: float = Field(4, gt=0, description="Requests per replica the autoscaler aims for.")
 
     @model_validator(mode="after")
-    def _check_bounds(self):
+    def _check_bounds(self) -> AutoscalingSpec:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"`min_replicas <= max_replicas` must hold, but got "
                              f"(min_replicas={self.min_replicas}, max_replicas={self.max_replicas})")
@@ -152,6 +159,13 @@ class ServeSpec(SpecModel):
     port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP server.")
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Replica autoscaling.")
     batching: BatchingSpec = Field(default_factory=BatchingSpec, description="Request batching.")
+
+
+class PromotionSpec(SpecModel):
+    metric_margin: float = Field(0.0, ge=0, description=(
+        "How much the new winner must improve on the current champion, rescored on this run's folds, to take "
+        "the `champion` alias (in the metric's units); 0 lets an equal model refit on newer data through. "
+        "A winner that falls short is registered under the alias `challenger`."))
 
 
 class ReportSpec(SpecModel):
@@ -178,6 +192,7 @@ class Spec(SpecModel):
     pipelines: dict[str, list[StepSpec]] = Field(default_factory=dict, description="Named cleaning and feature pipelines.")
     models: dict[str, ModelSpec] = Field(min_length=1, description="The models to tune and compare, by name.")
     serve: ServeSpec = Field(default_factory=ServeSpec, description="How the champion is served.")
+    promotion: PromotionSpec = Field(default_factory=PromotionSpec, description="When a new winner replaces the champion.")
     report: ReportSpec = Field(default_factory=ReportSpec, description="Charts, explanations and the HTML report.")
 
     @property

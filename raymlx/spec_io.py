@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from raymlx._yaml import Positions, load_yaml
-from raymlx.errors import Problem, SpecError, UserInputError
+from raymlx.errors import Problem, SpecError, UserInputError, shorten
 from raymlx.registry import suggest
 from raymlx.spec import Spec
 
@@ -125,7 +125,7 @@ def load_spec(path: str | Path, *, overrides: list[str] | None = None) -> Loaded
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        problems = [_to_problem(e, data, str(path), positions, applied) for e in exc.errors()]
+        problems = [_to_problem(dict(e), data, str(path), positions, applied) for e in exc.errors()]
         raise SpecError(problems) from None
     return LoadedSpec(spec, path, positions, applied)
 
@@ -180,7 +180,7 @@ def _show(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
-    return repr(value)
+    return shorten(repr(value), 80)
 
 
 def _one_of(words: list[str]) -> str:
@@ -195,10 +195,10 @@ def _message(error: dict, loc: tuple) -> str:
     if kind == "extra_forbidden":
         model = _model_at(loc[:-1])
         names = list(model.model_fields) if model else []
-        return f"unknown field '{loc[-1]}'{suggest(loc[-1], names)}"
+        return f"unknown field '{loc[-1]}'{suggest(str(loc[-1]), names)}"
     if kind == "literal_error":
         expected = [w.strip("'") for w in ctx["expected"].replace(" or ", ", ").split(", ")]
-        return f"must be one of {_one_of(expected)}, but got {_show(value)}{suggest(value, expected)}"
+        return f"must be one of {_one_of(expected)}, but got {_show(value)}{suggest(str(value), expected)}"
     if kind == "union_tag_invalid":
         expected = [w.strip("'") for w in ctx["expected_tags"].split(", ")]
         tag = ctx["tag"]

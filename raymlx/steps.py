@@ -6,7 +6,7 @@ regular, so ``lags: [7]`` on daily data means the value seven days earlier.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -103,7 +103,7 @@ class StandardScale:
         return frame
 
 
-def _names(value: str | list[str]) -> list[str]:
+def _names(value: str | Sequence[str]) -> list[str]:
     """A list of names, also from a single name (``columns: temp_max``)."""
     return [value] if isinstance(value, str) else list(value)
 
@@ -173,7 +173,7 @@ class Rolling:
     """
 
     def __init__(self, columns: list[str], windows: list[int],
-                 stats: list[Literal["mean", "std", "min", "max"]] = ("mean",), shift: int = 1) -> None:
+                 stats: Sequence[Literal["mean", "std", "min", "max"]] = ("mean",), shift: int = 1) -> None:
         self.columns = _names(columns)
         self.windows = _steps_back(windows, "windows")
         self.stats = _names(stats)

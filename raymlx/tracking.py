@@ -1,38 +1,31 @@
-"""MLflow: the experiment, one session run, one parent run per model, one child run per trial."""
+"""MLflow: the experiment, one session run and one parent run per model under it, and what is logged on them.
+
+The child run of each trial is written by :class:`raymlx.trial_runs.TrialRunCallback`.
+"""
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow.entities import Metric, Param
+import pandas as pd
+import yaml
 from mlflow.tracking import MlflowClient
-from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
-from ray.air.constants import TRAINING_ITERATION
-from ray.air.integrations.mlflow import MLflowLoggerCallback
-from ray.tune.result import TIMESTEPS_TOTAL
-from ray.tune.utils import flatten_dict
 
-from raymlx._result import PREDICTIONS_KEY, failure_of
-from raymlx.progress import error_summary
+from raymlx.errors import redact
+from raymlx.store import resolve_tracking_uri
+from raymlx.folds import Fold, fold_plan
+from raymlx.select import LeaderboardRow, leaderboard_frame
+from raymlx.spec_io import LoadedSpec
 
-__all__ = ["resolve_tracking_uri", "ensure_experiment", "start_runs", "SessionRuns", "TrialRunCallback",
-           "ROLE_TAG", "MODEL_TAG", "SESSION_TAG", "ERROR_TAG"]
+__all__ = ["resolve_tracking_uri", "ensure_experiment", "start_runs", "SessionRuns", "Session", "open_session",
+           "log_spec", "log_leaderboard", "ROLE_TAG", "MODEL_TAG", "SESSION_TAG", "ERROR_TAG"]
 
 ROLE_TAG = "raymlx.role"        # session | model | trial
 MODEL_TAG = "raymlx.model"      # the spec's model name
 SESSION_TAG = "raymlx.session"  # run id of the session run of one `raymlx tune`
 ERROR_TAG = "raymlx.error"      # why a failed trial failed (last line of its traceback)
-
-
-def resolve_tracking_uri(uri: str, base_dir: str | Path) -> str:
-    """Make a relative ``sqlite:///file.db`` relative to the spec's folder, not to the working directory."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/") and ":memory:" not in uri:
-        return prefix + str((Path(base_dir) / uri[len(prefix):]).resolve())
-    return uri
 
 
 def _is_local_store(uri: str) -> bool:
@@ -75,96 +68,54 @@ def start_runs(client: MlflowClient, experiment_id: str, *, name: str, models: l
     return session_id, parents
 
 
-class TrialRunCallback(MLflowLoggerCallback):
-    """``MLflowLoggerCallback`` whose trial runs nest under their model's parent run, written in batches off Tune's loop.
+@dataclass(frozen=True)
+class Session(SessionRuns):
+    """The MLflow side of one ``raymlx tune``: the session run and each model's parent run."""
 
-    Ray's callback writes every parameter and metric as a request of its own and checks that the
-    run exists before each: about 170 ms a trial on sqlite, spent inside Tune's loop while the
-    trial's worker waits for its next configuration. Here a trial is four requests (create the run,
-    its parameters, its metrics, its end), made in order by one writer thread, and the times are
-    taken when Tune reports the events. The same runs, tags, parameters and metrics are written.
-    :meth:`close` waits for every write and returns the ones that failed.
+    tracking_uri: str
 
-    ``runs`` may still be opening (a future) when Tune starts: the writes wait for it, and the next
-    trial to start raises its error, which ends the tuning.
-    """
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.tracking_uri)
 
-    def __init__(self, *, runs: SessionRuns | Future, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.runs = runs
-        self._writer: ThreadPoolExecutor | None = None
-        self._writes: list[Future] = []
-
-    def __getstate__(self) -> dict:
-        # Tune pickles its run configuration, callbacks included; the writer thread and a pending future stay behind.
-        runs = self.runs if isinstance(self.runs, SessionRuns) else None
-        return {**self.__dict__, "runs": runs, "_writer": None, "_writes": [], "_client": None}
-
-    def setup(self, *args, **kwargs) -> None:
-        # Runs go to the experiment by id: the parent class would take $MLFLOW_EXPERIMENT_ID first, which
-        # mlflow.set_experiment leaves behind, and log to whatever experiment ran last in this process.
-        self.tags = self.tags or {}
-        self._trial_runs = {}
-        self._client = None  # made by the writer, once the session's runs exist: loading MLflow's store takes a second
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="raymlx-mlflow")
-        self._writes = []
-
-    def log_trial_start(self, trial) -> None:
-        if isinstance(self.runs, Future) and self.runs.done():
-            self.runs.result()  # the session's runs could not be opened: stop here, not after every trial
-        tags = {**self.tags, ROLE_TAG: "trial", MODEL_TAG: trial.config["model"], "trial_name": str(trial)}
-        params = [Param(k, str(v)) for k, v in flatten_dict(trial.config).items()]
-        self._submit(self._start_run, trial, tags, params, _now_ms())
-
-    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        # Tune's trial id is random hex: an all-digit one would be logged as a "metric"; predictions are no metric.
-        values = self.mlflow_util._parse_dict(flatten_dict({k: v for k, v in result.items()
-                                                            if k not in ("trial_id", PREDICTIONS_KEY)}))
-        step = result.get(TIMESTEPS_TOTAL) or result[TRAINING_ITERATION]
-        now = _now_ms()
-        self._submit(self._log, trial, [Metric(k, v, now, step) for k, v in values.items()], [])
-
-    def log_trial_end(self, trial, failed: bool = False) -> None:
-        error = failure_of(trial.last_result) or (error_summary(trial) if failed else None)
-        self._submit(self._end_run, trial, error, _now_ms())
-
-    def close(self) -> list[BaseException]:
-        """Wait for every write; the errors of those that failed, in order."""
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-        errors = [error for error in (f.exception() for f in self._writes) if error is not None]
-        self._writes = []
-        return errors
-
-    def _submit(self, write, *args) -> None:
-        self._writes.append(self._writer.submit(write, *args))
-
-    def _start_run(self, trial, tags: dict[str, str], params: list[Param], started_ms: int) -> None:
-        if trial not in self._trial_runs:
-            runs = self.runs.result() if isinstance(self.runs, Future) else self.runs
-            tags = {**tags, SESSION_TAG: runs.session_id, "mlflow.parentRunId": runs.parents[tags[MODEL_TAG]]}
-            run = self._mlflow().create_run(runs.experiment_id, start_time=started_ms, tags=tags, run_name=str(trial))
-            self._trial_runs[trial] = run.info.run_id
-        self._log(trial, [], params)
-
-    def _mlflow(self) -> MlflowClient:
-        if self._client is None:
-            self._client = MlflowClient(self.tracking_uri, self.registry_uri)
-        return self._client
-
-    def _log(self, trial, metrics: list[Metric], params: list[Param]) -> None:
-        run_id = self._trial_runs[trial]
-        for i in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
-            self._mlflow().log_batch(run_id, params=params[i:i + MAX_PARAMS_TAGS_PER_BATCH])
-        for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-            self._mlflow().log_batch(run_id, metrics=metrics[i:i + MAX_METRICS_PER_BATCH])
-
-    def _end_run(self, trial, error: str | None, ended_ms: int) -> None:
-        run_id = self._trial_runs[trial]
-        if error is not None:
-            self._mlflow().set_tag(run_id, ERROR_TAG, error)
-        self._mlflow().set_terminated(run_id, status="FAILED" if error is not None else "FINISHED", end_time=ended_ms)
+    def end(self, *, status: str) -> None:
+        """End the session run and every model's parent run with ``status`` (FINISHED, FAILED, KILLED)."""
+        client = self.client
+        for run_id in [*self.parents.values(), self.session_id]:
+            client.set_terminated(run_id, status=status)
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+def open_session(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold]) -> Session:
+    """Start the session's runs and log the spec and the fold plan on the session run."""
+    spec, base_dir = loaded.spec, loaded.base_dir
+    tracking_uri = resolve_tracking_uri(spec.tracking.uri, base_dir)
+    experiment_id = ensure_experiment(spec.experiment_name, tracking_uri=tracking_uri, base_dir=base_dir)
+    client = MlflowClient(tracking_uri)
+    session_id, parents = start_runs(client, experiment_id, name=spec.name, models=list(spec.models))
+    log_spec(client, session_id, loaded)
+    client.log_dict(session_id, fold_plan(frame, folds), "folds.json")  # type: ignore[arg-type]  # any JSON
+    return Session(experiment_id, session_id, parents, tracking_uri)
+
+
+def log_spec(client: MlflowClient, run_id: str, loaded: LoadedSpec) -> None:
+    """The spec as written and as it ran (``--set`` overrides and defaults applied), credentials redacted."""
+    client.log_text(run_id, redact(loaded.path.read_text()), loaded.path.name)
+    resolved = yaml.safe_dump(loaded.spec.model_dump(mode="json"), sort_keys=False)
+    client.log_text(run_id, redact(resolved), "spec.resolved.yaml")
+
+
+def log_leaderboard(session: Session, board: list[LeaderboardRow], metric: str) -> None:
+    """Each model's best score, parameters and counts on its parent run; the table on the session run."""
+    client = session.client
+    for row in board:
+        run_id = session.parents[row.model]
+        if row.score == row.score:
+            client.log_metric(run_id, f"best_{metric}", row.score)
+            client.log_metric(run_id, f"best_{metric}_std", row.score_std)
+        for key, value in row.params.items():
+            client.log_param(run_id, f"best.{key}", value)
+        client.log_metric(run_id, "trials", row.trials)
+        client.log_metric(run_id, "trials_failed", row.failed)
+        client.log_metric(run_id, "wall_time_s", row.wall_time_s)
+    table = leaderboard_frame(board)
+    client.log_text(session.session_id, table.to_csv(index=False), "leaderboard.csv")

@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import ray
 from ray import tune
 
 from raymlx._result import ERROR_KEY, FAILED_KEY, NODE_KEY, PREDICTIONS_KEY
-from raymlx.checks import MODEL_PACKAGE
 from raymlx.metrics import get_metric, predict_for, score_predictions
-from raymlx.models.base import build_model
+from raymlx.models.base import MODEL_PACKAGE, build_model
 from raymlx.pipeline import FoldData
 from raymlx.registry import resolve
 
@@ -43,7 +42,7 @@ class TrialContext:
     models: dict[str, ModelPlan]
     folds: dict[str | None, list[FoldData]]
     metric_name: str
-    metric_mode: str
+    metric_mode: Literal["min", "max"]
     base_dir: str
 
 
@@ -107,5 +106,5 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         except Exception as exc:
             logger.warning("trial of %s failed (attempt %d of %d)", config["model"], attempt + 1,
                            plan.max_failures + 1, exc_info=True)
-            result = {FAILED_KEY: 1.0, ERROR_KEY: f"{type(exc).__name__}: {exc}"}
+            result = {FAILED_KEY: 1.0, ERROR_KEY: f"{type(exc).__name__}: {exc}"}  # type: ignore[dict-item]
     tune.report({**result, NODE_KEY: ray.get_runtime_context().get_node_id()})

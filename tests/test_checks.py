@@ -97,6 +97,16 @@ CASES = [
     pytest.param("step_unknown_builtin", [
         "step_unknown_builtin.yaml:8:7: pipelines.prep.0.step: unknown built-in step 'standard_scal'; "
         "did you mean 'standard_scale'?"], id="unknown-built-in-step"),
+    pytest.param("step_is_a_model", [
+        "step_is_a_model.yaml:8:7: pipelines.prep.0.step: 'sklearn.linear_model:Ridge' is a model, not a step; "
+        "a step is a class with fit(frame) and transform(frame), or a function f(frame, **params) -> frame "
+        "(name models under models:)"], id="model-used-as-step"),
+    pytest.param("step_column_misspelt", [
+        "step_column_misspelt.yaml:9:16: pipelines.prep.0.params.columns: column 'x22' is not in the data when "
+        "this step runs; did you mean 'x2'? (columns: date, x1, x2, y, label)"], id="step-column-misspelt"),
+    pytest.param("step_fails_on_data", [
+        "step_fails_on_data.yaml:8:7: pipelines.prep.0: step '../../user_code.py:add_one' failed on the data: "
+        'TypeError: can only concatenate str (not "int") to str'], id="step-fails-on-the-data"),
     # search
     pytest.param("space_name_not_parameter", [
         "space_name_not_parameter.yaml:11:9: models.rf.search.space.max_dept: "
@@ -120,6 +130,13 @@ CASES = [
     pytest.param("future_column_missing", [
         "future_column_missing.yaml:8:20: data.future_columns.0: column 'x3' not in the data "
         "(columns: date, x1, x2, y, label)"], id="future-column-missing"),
+    pytest.param("text_among_numbers", [
+        "text_among_numbers.yaml:4:3: data.uri: column 'x1' holds numbers but also 'abc' at line 18 of "
+        "<data>/text_in_numbers.csv (1 such value); fix it, or leave the cell empty for a missing value"],
+        id="text-among-numbers"),
+    pytest.param("time_column_bad_date", [
+        "time_column_bad_date.yaml:3:1: data: <data>/bad_date.csv: time column 'date' does not parse as dates: "
+        "'2024-13-45' at line 10"], id="bad-date-names-its-line"),
     pytest.param("too_few_rows", [
         "too_few_rows.yaml:7:1: validation: 36 rows are too few for 6 folds of horizon 6: need more than 36"],
         id="too-few-rows-for-windows"),

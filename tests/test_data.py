@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from raymlx.data import load_frame, read_table, resolve_uri
+from raymlx.data import prepare_frame, read_table, resolve_uri
 from raymlx.errors import DataError
 from raymlx.spec import DataSpec
 
@@ -54,7 +54,10 @@ def http_url(project: Path):
 
 def load(project: Path, *, forecasting: bool = False, **data) -> pd.DataFrame:
     data.setdefault("target", "sales")
-    return load_frame(DataSpec(**data), base_dir=project, forecasting=forecasting)
+    spec = DataSpec(**data)
+    uri = resolve_uri(spec.uri, project)
+    raw = read_table(uri, fmt=spec.format, read_options=spec.read_options)
+    return prepare_frame(raw, spec, uri=uri, forecasting=forecasting)
 
 
 # ---- where the data comes from ---------------------------------------------------------------

@@ -15,7 +15,7 @@ from raymlx.checks import validate
 from raymlx.folds import make_folds
 from raymlx.spec_io import load_spec
 from raymlx.tracking import MODEL_TAG, ROLE_TAG
-from raymlx.tune import compute_fold_features, run_experiment
+from raymlx.experiment import compute_fold_features, run_experiment
 from tests.conftest import ROOT
 
 EXAMPLE = ROOT / "examples" / "temperature"

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from raymlx.checks import validate
 from raymlx.spec_io import load_spec
 from raymlx.tracking import ROLE_TAG
-from raymlx.tune import run_experiment
+from raymlx.experiment import run_experiment
 
 SPEC = """
 name: remote
@@ -48,7 +48,7 @@ def mlflow_server(tmp_path_factory):
                str(root / "artifacts"), "--workers", "1"]
     server = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 240  # a loaded 2-core machine starts it slowly
         while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)

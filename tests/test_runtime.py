@@ -1,10 +1,10 @@
-"""The Ray runtime a run uses: how raymlx learns that a node it started is up."""
+"""How raymlx learns that a node it started is up (a guarded private Ray API, see raymlx._compat)."""
 
 from __future__ import annotations
 
 import time
 
-from raymlx.runtime import _wait_for_node
+from raymlx._compat import _wait_for_node
 
 
 def test_a_registered_node_is_found_at_once(ray_runtime):

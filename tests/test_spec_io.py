@@ -102,6 +102,12 @@ INVALID_CASES = [
     pytest.param("param_not_mapping", [
         "param_not_mapping.yaml:11:9: models.rf.search.space.max_depth: a search parameter must be a mapping "
         "with a 'type': float, int or choice, but got 8"], id="param-not-mapping"),
+    pytest.param("bound_not_finite", [
+        "bound_not_finite.yaml:11:9: models.ridge.search.space.alpha: `low` and `high` must be finite numbers, "
+        "but got (low=nan, high=10.0)"], id="bound-not-finite"),
+    pytest.param("value_too_long", [
+        "value_too_long.yaml:2:1: task: must be one of 'regression', 'classification' or 'forecasting', but got "
+        "'" + "x" * 79 + "... (99922 more characters)"], id="long-value-shortened"),
     pytest.param("low_above_high", [
         "low_above_high.yaml:11:9: models.rf.search.space.max_depth: `low <= high` must hold, "
         "but got (low=16, high=2)"], id="low-above-high"),

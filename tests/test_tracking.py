@@ -119,7 +119,8 @@ def _as_logged(uri: str, experiment_id: str, *, unless: tuple[str, ...] = ()) ->
 def test_trial_runs_hold_what_rays_mlflow_callback_writes(store, monkeypatch):
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-    from raymlx.tracking import TrialRunCallback, start_runs
+    from raymlx.tracking import start_runs
+    from raymlx.trial_runs import TrialRunCallback
 
     uri, spec_dir = store
     events = [
@@ -144,7 +145,8 @@ def test_trial_runs_hold_what_rays_mlflow_callback_writes(store, monkeypatch):
 
 
 def test_trial_runs_nest_under_their_model_and_record_the_error(store):
-    from raymlx.tracking import ERROR_TAG, MODEL_TAG, TrialRunCallback, start_runs
+    from raymlx.tracking import ERROR_TAG, MODEL_TAG, start_runs
+    from raymlx.trial_runs import TrialRunCallback
 
     uri, spec_dir = store
     experiment_id = ensure_experiment("nested", tracking_uri=uri, base_dir=spec_dir)
@@ -162,7 +164,8 @@ def test_trial_runs_nest_under_their_model_and_record_the_error(store):
 
 
 def test_a_failed_write_is_returned_and_the_writes_after_it_still_happen(store):
-    from raymlx.tracking import TrialRunCallback, start_runs
+    from raymlx.tracking import start_runs
+    from raymlx.trial_runs import TrialRunCallback
 
     uri, spec_dir = store
     experiment_id = ensure_experiment("failed-write", tracking_uri=uri, base_dir=spec_dir)
@@ -183,7 +186,8 @@ def test_a_failed_write_is_returned_and_the_writes_after_it_still_happen(store):
 def test_trials_start_before_the_session_runs_exist_and_are_written_under_them_once_they_do(store):
     from concurrent.futures import Future
 
-    from raymlx.tracking import TrialRunCallback, start_runs
+    from raymlx.tracking import start_runs
+    from raymlx.trial_runs import TrialRunCallback
 
     uri, spec_dir = store
     experiment_id = ensure_experiment("opening", tracking_uri=uri, base_dir=spec_dir)
@@ -208,7 +212,7 @@ def test_trials_start_before_the_session_runs_exist_and_are_written_under_them_o
 def test_when_the_session_runs_cannot_open_the_next_trial_start_raises_their_error(store):
     from concurrent.futures import Future
 
-    from raymlx.tracking import TrialRunCallback
+    from raymlx.trial_runs import TrialRunCallback
 
     uri, _ = store
     opening = Future()

@@ -14,7 +14,7 @@ from sklearn.linear_model import Ridge
 from raymlx.checks import validate
 from raymlx.spec_io import load_spec
 from raymlx.tracking import ERROR_TAG, MODEL_TAG, ROLE_TAG
-from raymlx.tune import run_experiment
+from raymlx.experiment import run_experiment
 
 SPEC = """
 name: e2e

@@ -62,7 +62,7 @@ def make_champions(work: Path) -> str:
 
     from raymlx.champion import fit_predictor
     from raymlx.pipeline import Pipeline
-    from raymlx.select import log_champion
+    from raymlx.champion import log_champion
     from raymlx.steps import FillMissing, StandardScale
 
     store = f"sqlite:///{work / 'mlflow.db'}"

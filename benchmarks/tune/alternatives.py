@@ -26,7 +26,7 @@ from raymlx.spec import ChoiceParam, FloatParam
 from raymlx.spec_io import load_spec
 from raymlx.tracking import resolve_tracking_uri
 from raymlx.trainable import ModelPlan, TrialContext, evaluate
-from raymlx.tune import compute_fold_features
+from raymlx.experiment import compute_fold_features
 
 
 def _suggest(trial: optuna.Trial, space: dict) -> dict:

@@ -15,17 +15,28 @@ three kinds are compared on equal terms.
 For forecasting, ``X`` carries a sorted ``DatetimeIndex``; ``predict(X)`` gets the
 rows of the window to forecast (their timestamps and the features known at the
 cutoff) and returns one value per row.
+
+A model class may declare, as class attributes (see :class:`Model`):
+
+* ``refit_on_history``: it keeps its own state of the series, so a forecast from a
+  new history refits it (statistical forecasters); default ``False``;
+* ``requirements``: pip distributions its pickled form needs (``("prophet",)``),
+  pinned in the champion's MLflow model;
+* ``extra``: the raymlx extra that installs them (``forecasting``).
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["Model", "TrainFunctionModel", "build_model", "parameter_names", "is_estimator_class"]
+__all__ = ["Model", "TrainFunctionModel", "build_model", "parameter_names", "is_estimator_class",
+           "DeclaresNeeds", "refits_on_history", "requirements_of", "extra_of", "MODEL_PACKAGE"]
+
+MODEL_PACKAGE = "raymlx.models"  # where a spec's short model names (`model: Prophet`) resolve
 
 
 @runtime_checkable
@@ -35,6 +46,29 @@ class Model(Protocol):
     def fit(self, X: pd.DataFrame, y: pd.Series) -> Any: ...
 
     def predict(self, X: pd.DataFrame) -> np.ndarray: ...
+
+
+class DeclaresNeeds(Protocol):
+    """The optional class attributes a model adapter declares (read with the functions below)."""
+
+    refit_on_history: ClassVar[bool]
+    requirements: ClassVar[tuple[str, ...]]
+    extra: ClassVar[str | None]
+
+
+def refits_on_history(model: Any) -> bool:
+    """Whether a forecast from a new history refits the model (it keeps its own state of the series)."""
+    return bool(getattr(model, "refit_on_history", False))
+
+
+def requirements_of(model: Any) -> tuple[str, ...]:
+    """The pip distributions a model's pickled form needs beyond raymlx's own."""
+    return tuple(getattr(model, "requirements", ()))
+
+
+def extra_of(model: Any) -> str | None:
+    """The raymlx extra that installs what a model (instance or class) needs, if any."""
+    return getattr(model, "extra", None)
 
 
 def is_estimator_class(obj: Any) -> bool:

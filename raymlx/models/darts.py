@@ -5,13 +5,13 @@ from __future__ import annotations
 import enum
 import inspect
 import warnings
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 
 from raymlx._imports import import_optional
-from raymlx.models.naive import SeriesEnd, regular_series
+from raymlx.models._series import SeriesEnd, regular_series
 from raymlx.registry import resolve
 
 __all__ = ["DartsModel", "ExponentialSmoothing", "Theta", "LinearRegressionModel"]
@@ -25,7 +25,7 @@ def _coerce_enums(cls: type, params: dict[str, Any]) -> dict[str, Any]:
     A parameter is converted when the Darts class's default for it is an Enum member,
     so the rule follows Darts' own signatures instead of a list kept here.
     """
-    defaults = inspect.signature(cls.__init__).parameters
+    defaults = inspect.signature(getattr(cls, "__init__")).parameters  # Darts wraps the class call in a metaclass
     coerced = dict(params)
     for name, value in params.items():
         default = defaults[name].default if name in defaults else None
@@ -53,7 +53,9 @@ class DartsModel:
             the class expects one (``trend: additive``).
     """
 
-    refit_on_history = True  # it keeps its own state of the series: a new history means a new fit
+    refit_on_history: ClassVar[bool] = True  # it keeps its own state of the series: a new history means a new fit
+    requirements: ClassVar[tuple[str, ...]] = ("darts",)  # pip requirements of its MLflow model
+    extra: ClassVar[str | None] = "forecasting"  # the raymlx extra that installs them
 
     def __init__(self, model: str | type, **params: Any) -> None:
         self.model = model

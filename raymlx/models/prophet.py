@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterator, Literal
+from typing import ClassVar, Iterator, Literal
 
 import numpy as np
 import pandas as pd
@@ -51,7 +51,9 @@ class Prophet:
             calendar features.
     """
 
-    refit_on_history = True  # it keeps its own state of the series: a new history means a new fit
+    refit_on_history: ClassVar[bool] = True  # it keeps its own state of the series: a new history means a new fit
+    requirements: ClassVar[tuple[str, ...]] = ("prophet",)  # pip requirements of its MLflow model
+    extra: ClassVar[str | None] = "forecasting"  # the raymlx extra that installs them
 
     def __init__(self, changepoint_prior_scale: float = 0.05, seasonality_prior_scale: float = 10.0,
                  seasonality_mode: Literal["additive", "multiplicative"] = "additive",

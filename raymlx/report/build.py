@@ -87,7 +87,7 @@ def report_after_tune(loaded: LoadedSpec, frame: pd.DataFrame, result) -> Path |
     Args:
         loaded: The spec that ran.
         frame: Its data, as validated.
-        result: What :func:`raymlx.tune.run_experiment` returned.
+        result: What :func:`raymlx.experiment.run_experiment` returned.
 
     Returns:
         The HTML file written, or ``None`` when the spec turns the report off.

@@ -8,16 +8,16 @@ import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pandas as pd
 
-from raymlx.checks import MODEL_PACKAGE
+from raymlx.experiment import ExperimentResult, compute_fold_features
 from raymlx.folds import make_folds
 from raymlx.metrics import get_metric
-from raymlx.models.base import build_model
+from raymlx.models.base import MODEL_PACKAGE, build_model
 from raymlx.registry import resolve
 from raymlx.report._section import Section
 from raymlx.report._store import OOF_FILE, SHAP_FILE, find_session, log_section, model_runs, session_runs
@@ -28,7 +28,6 @@ from raymlx.report.search import search_charts, study_from_runs
 from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
 from raymlx.tracking import MODEL_TAG
-from raymlx.tune import ExperimentResult, compute_fold_features
 
 __all__ = ["model_section", "collect_sections", "target_around_cutoffs"]
 

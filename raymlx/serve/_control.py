@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import ray
 from ray import serve
 
+from raymlx import _compat
 from raymlx.errors import UserInputError
 from raymlx.serve._relay import Relay
 from raymlx.serve.deployment import APP_NAME, ServeOptions, champion_application
@@ -45,19 +46,17 @@ def _free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def replica_targets(host: str) -> list[tuple[str, int]]:
-    """The replicas' own HTTP addresses (or Serve's proxy, when direct ingress is off).
+def replica_targets(host: str, proxy_port: int | None = None) -> list[tuple[str, int]]:
+    """The replicas' own HTTP addresses (or Serve's proxy, when direct ingress is off or the
+    controller cannot be asked for them).
 
-    Reads the Serve controller's target groups (the list Serve's HAProxy mode is fed from).
     Replicas on this node bind ``host``, so they are reached there.
     """
-    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
-
-    controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
-    groups = ray.get(controller.get_target_groups.remote(APP_NAME), timeout=10)
+    targets = _compat.serve_target_groups(APP_NAME)
+    if targets is None:
+        return [(host, proxy_port)] if proxy_port is not None else []
     here = ray.util.get_node_ip_address()
-    return [(host if t.ip == here else t.ip, t.port) for g in groups if str(g.protocol).endswith("HTTP")
-            for t in g.targets]
+    return [(host if ip == here else ip, port) for ip, port in targets]
 
 
 def start_app(ref: ModelRef, options: ServeOptions, *, host: str, port: int, timeout_s: float = 120) -> Running:
@@ -66,7 +65,10 @@ def start_app(ref: ModelRef, options: ServeOptions, *, host: str, port: int, tim
     Serve's own proxy gets a free port of its own: the relay, on the asked-for address,
     reaches the replicas directly when direct ingress is on, and Serve's proxy otherwise.
     """
-    relay = Relay(host, port, lambda: replica_targets(host))
+    proxy_port = _free_port(host)
+    # The relay keeps a request to send it again until its answer starts: up to the body limit and a head.
+    relay = Relay(host, port, lambda: replica_targets(host, proxy_port),
+                  max_replay_bytes=options.limits["max_body_bytes"] + (64 << 10))
     try:
         relay.start()  # first: a taken port fails before anything is deployed
     except OSError as exc:
@@ -74,7 +76,7 @@ def start_app(ref: ModelRef, options: ServeOptions, *, host: str, port: int, tim
                              f"is another server there? Choose another serve.port") from None
     url = f"http://{host}:{port}"
     try:
-        serve.start(http_options={"host": host, "port": _free_port(host)})
+        serve.start(http_options={"host": host, "port": proxy_port})
         serve.run(champion_application(ref, options), name=APP_NAME, route_prefix="/", blocking=False)
         wait_healthy(url, version=ref.version, timeout_s=timeout_s)
     except BaseException:

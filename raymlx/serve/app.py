@@ -18,9 +18,10 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from raymlx.serve.model import ServedModel, to_json_values
-from raymlx.serve.schema import Column, forecast_models, predict_models
+from raymlx.serve.schema import Column, error_responses, forecast_models, predict_models
 
 __all__ = ["Limits", "Answer", "ModelInputError", "build_app", "records_frame", "BodyLimit"]
 
@@ -67,8 +68,8 @@ def records_frame(records: list, columns: list[Column]) -> pd.DataFrame:
         dtype = _DTYPES.get(column.type)
         if dtype == "int64" and None in values:
             dtype = "float64"
-        if column.type == "datetime":
-            data[column.name] = pd.to_datetime(values)
+        if column.type == "datetime":  # MLflow takes naive times only: those of the model are UTC
+            data[column.name] = pd.to_datetime(values, utc=True).tz_localize(None)
         elif dtype == "float64":
             data[column.name] = np.array([np.nan if v is None else v for v in values], dtype=float)
         else:
@@ -95,11 +96,16 @@ def answer(model: ServedModel, frame: pd.DataFrame) -> Answer:
     return Answer(predictions, probabilities, model.ref.version)
 
 
-def _error(status: int, message: str, detail: Any = None) -> JSONResponse:
+def _error(status: int, message: str, detail: Any = None, headers: dict | None = None) -> JSONResponse:
     body = {"error": message}
     if detail is not None:
         body["detail"] = detail
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """FastAPI's own refusals (unparseable body, unknown path, wrong method) in the documented error shape."""
+    return _error(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
 
 def _describe(errors: list[dict]) -> str:
@@ -136,7 +142,9 @@ def build_app(model: ServedModel, predict: Predict, *, limits: Limits) -> FastAP
     title = meta.get("registered_model") or "model"
     app = FastAPI(title=f"raymlx: {title}", version=str(meta.get("version") or ""),
                   description=f"Predictions of {model.ref.pinned_uri} ({meta.get('task') or 'pyfunc'}).")
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    # Starlette types a handler as taking any Exception; each of these takes the one it is registered for.
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     _add_info_routes(app, model)
     _add_predict_route(app, model, predict, limits)
     if model.can_forecast:
@@ -145,11 +153,12 @@ def build_app(model: ServedModel, predict: Predict, *, limits: Limits) -> FastAP
 
 
 def _add_info_routes(app: FastAPI, model: ServedModel) -> None:
-    @app.get("/health", summary="Liveness and the version being served")
+    @app.get("/health", summary="Liveness and the version being served", responses=error_responses(body=False))
     async def health() -> dict:
         return {"status": "ok", "version": model.ref.version}
 
-    @app.get("/metadata", summary="Registered name, version, run, score and expected inputs")
+    @app.get("/metadata", summary="Registered name, version, run, score and expected inputs",
+             responses=error_responses(body=False))
     async def metadata() -> dict:
         return model.metadata
 
@@ -180,14 +189,15 @@ def _add_predict_route(app: FastAPI, model: ServedModel, predict: Predict, limit
 
     _annotate(predict_route, request_model)
     app.post("/predict", response_model=response_model, summary="Predict rows",
-             responses={422: {"description": "The rows do not fit the model's inputs"}})(predict_route)
+             responses=error_responses(body=True))(predict_route)
 
 
 def _add_forecast_route(app: FastAPI, model: ServedModel, limits: Limits) -> None:
     predictor = model.predictor
+    assert predictor is not None and predictor.time_column is not None  # routes exist only for a forecaster
     time_column, target = predictor.time_column, predictor.target
     history_columns = [c for c in model.history_columns() if c.name != time_column]
-    max_horizon = min(limits.max_horizon, getattr(predictor, "max_horizon", None) or limits.max_horizon)
+    max_horizon = min(limits.max_horizon, predictor.max_horizon or limits.max_horizon)
     future_columns = model.future_columns()
     request_model, response_model = forecast_models(history_columns, time_column=time_column, target=target,
                                                     max_horizon=max_horizon, max_records=limits.max_records,
@@ -202,13 +212,18 @@ def _add_forecast_route(app: FastAPI, model: ServedModel, limits: Limits) -> Non
             series = model.forecast(body.horizon, history=history, future=future)
         except (ValueError, TypeError, KeyError) as exc:
             return _error(422, f"cannot forecast from this request: {type(exc).__name__}: {exc}")
-        points = [{time_column: t.isoformat(), target: v} for t, v in zip(series.index, to_json_values(series.values))]
+        points = [{time_column: _rfc3339(t), target: v} for t, v in zip(series.index, to_json_values(series.values))]
         return Response(json.dumps({"forecast": points, "model_version": model.ref.version}),
                         media_type="application/json")
 
     _annotate(forecast_route, request_model)
     app.post("/forecast", response_model=response_model, summary="Forecast the next steps",
-             responses={422: {"description": "The horizon or rows do not fit the model"}})(forecast_route)
+             responses=error_responses(body=True))(forecast_route)
+
+
+def _rfc3339(time: pd.Timestamp) -> str:
+    """An RFC 3339 date-time, as the schema says: the model's naive times are UTC."""
+    return time.isoformat() if time.tzinfo is not None else time.isoformat() + "Z"
 
 
 def _indexed(records: list | None, columns: list[Column], time_column: str) -> pd.DataFrame | None:
@@ -221,7 +236,8 @@ def _indexed(records: list | None, columns: list[Column], time_column: str) -> p
 
 
 class BodyLimit:
-    """ASGI middleware: answers 413 to a body over ``max_bytes`` before the app reads it whole."""
+    """ASGI middleware: answers 413 to a body over ``max_bytes``, declared or sent in chunks, and hands
+    the app the body whole (the app reads it whole anyway)."""
 
     def __init__(self, app, max_bytes: int) -> None:
         self.app = app
@@ -233,25 +249,22 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._too_large(scope, receive, send)
-        seen = 0
-
-        async def counting_receive():
-            nonlocal seen
+        chunks, size, message = [], 0, {"more_body": True}
+        while message.get("more_body", False):
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _TooLarge()
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._too_large(scope, receive, send)
+        whole = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
-        try:
-            await self.app(scope, counting_receive, send)
-        except _TooLarge:
-            await self._too_large(scope, receive, send)
+        async def replay():
+            return whole.pop() if whole else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _too_large(self, scope, receive, send) -> None:
         response = _error(413, f"request body over the limit of {self.max_bytes} bytes")
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 from ray import serve
 
+from raymlx import _compat
 from raymlx.serve.app import Answer, BodyLimit, Limits, ModelInputError, answer, build_app
 from raymlx.serve.model import ModelRef, ServedModel
 from raymlx.spec import ServeSpec
@@ -92,8 +93,8 @@ class ChampionServer:
         self._limits = Limits(**limits)
         self._asgi = _SwappableApp(self._limits.max_body_bytes, batching["max_batch_size"])
         self._model: ServedModel | None = None
-        self._predict_batch.set_max_batch_size(batching["max_batch_size"])
-        self._predict_batch.set_batch_wait_timeout_s(batching["batch_wait_timeout_s"])
+        self._predict_batch.set_max_batch_size(batching["max_batch_size"])  # type: ignore[attr-defined]  # @serve.batch's
+        self._predict_batch.set_batch_wait_timeout_s(batching["batch_wait_timeout_s"])  # type: ignore[attr-defined]
 
     def __serve_build_asgi_app__(self):
         return self._asgi
@@ -179,9 +180,9 @@ def champion_application(ref: ModelRef, options: ServeOptions):
     """
     version = hashlib.sha256(json.dumps(asdict(options), sort_keys=True).encode()).hexdigest()[:16]
     # Serve gives each `serve.run` a new random code version (a full restart of every replica)
-    # unless the deployment carries one; `_internal` is how Serve's own config deploys pass it.
-    deployment = serve.deployment(ChampionServer, name="champion").options(
-        _internal=True, version=version, user_config={"model": asdict(ref)},
+    # unless the deployment carries one.
+    deployment = _compat.versioned_deployment(
+        serve.deployment(ChampionServer, name="champion"), version=version, user_config={"model": asdict(ref)},
         autoscaling_config=options.autoscaling, max_ongoing_requests=options.max_ongoing_requests,
         max_queued_requests=options.max_queued_requests, ray_actor_options={"num_cpus": options.num_cpus},
         graceful_shutdown_timeout_s=5, health_check_period_s=2,

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from raymlx.champion import ChampionModel, ServedPredictor
 from raymlx.errors import UserInputError
 from raymlx.serve.schema import Column, frame_columns, signature_columns
 
@@ -80,7 +81,7 @@ def resolve_model(uri: str, *, tracking_uri: str) -> ModelRef:
         if alias is None and version is None:
             return ModelRef(uri, uri, tracking_uri)
         found = (client.get_model_version_by_alias(name, alias) if alias
-                 else client.get_model_version(name, version))
+                 else client.get_model_version(name, str(version)))
     except MlflowException as exc:
         raise ModelNotFound(f"{uri}: no such model in {tracking_uri} ({exc.message})") from None
     return ModelRef(uri, f"models:/{name}/{found.version}", tracking_uri, name, str(found.version), alias,
@@ -144,19 +145,20 @@ class ServedModel:
             return None
 
     @property
-    def predictor(self) -> Any:
+    def predictor(self) -> ServedPredictor | None:
         """The raymlx champion's fitted predictor, or ``None`` for another kind of model."""
-        return getattr(self.python_model, "predictor", None)
+        python_model = self.python_model
+        return python_model.predictor if isinstance(python_model, ChampionModel) else None
 
     @property
     def can_forecast(self) -> bool:
         predictor = self.predictor
-        return predictor is not None and getattr(predictor, "history", None) is not None
+        return predictor is not None and predictor.history is not None
 
     @property
     def classes(self) -> list | None:
         """Class labels when the model gives probabilities."""
-        model = getattr(self.predictor, "model", None)
+        model = self.predictor.model if self.predictor is not None else None
         if model is None or not callable(getattr(model, "predict_proba", None)):
             return None
         try:
@@ -164,21 +166,39 @@ class ServedModel:
         except AttributeError:
             return None
 
+    def _champion(self) -> ServedPredictor:
+        if self.predictor is None:
+            raise TypeError(f"{self.ref.pinned_uri} is not a raymlx champion")
+        return self.predictor
+
     def history_columns(self) -> list[Column]:
         """Columns of the forecasting history besides the time (the target included)."""
-        return frame_columns(dict(self.predictor.history.dtypes))
+        history = self._champion().history
+        return frame_columns(dict(history.dtypes)) if history is not None else []
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        """What ``mlflow.pyfunc.load_model(uri).predict(frame)`` returns."""
-        return np.asarray(self.pyfunc.predict(frame))
+        """What ``mlflow.pyfunc.load_model(uri).predict(frame)`` returns.
+
+        Raises:
+            ValueError: When MLflow finds the frame does not fit the model's signature.
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return np.asarray(self.pyfunc.predict(frame))
+        except MlflowException as exc:
+            if exc.error_code != "INVALID_PARAMETER_VALUE":
+                raise
+            reason = exc.message.split("Error: ", 1)[-1]  # not the frame and schema it quotes first
+            raise ValueError(" ".join(reason.split())[:300]) from exc
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        predictor = self.predictor
+        predictor = self._champion()
         return np.asarray(predictor.model.predict_proba(predictor.features(frame)))
 
     def future_columns(self) -> list[Column]:
         """Columns whose values over the forecast window a forecast needs (each required)."""
-        names = list(getattr(self.predictor, "future_columns", None) or [])
+        names = list(self.predictor.future_columns) if self.predictor is not None else []
         return [Column(c.name, c.type) for c in self.history_columns() if c.name in names]
 
     def forecast(self, horizon: int, *, history: pd.DataFrame | None,

@@ -14,10 +14,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 __all__ = ["Column", "signature_columns", "frame_columns", "record_model", "predict_models", "forecast_models",
-           "python_type"]
+           "python_type", "ErrorResponse", "error_responses"]
 
 _TYPES: dict[str, Any] = {
     "double": float, "float": float, "long": int, "integer": int, "boolean": bool,
@@ -54,9 +54,15 @@ def python_type(column: Column) -> Any:
     base = _TYPES.get(column.type, Any)
     if base is float:
         base = Annotated[float, Field(allow_inf_nan=False)]
-    elif base is dt.datetime:
-        base = Annotated[dt.datetime, Field(strict=False)]  # JSON has no datetime: ISO strings are parsed
+    elif base is dt.datetime:  # JSON has no datetime: RFC 3339 strings are parsed (and nothing else)
+        base = Annotated[dt.datetime, Field(strict=False), BeforeValidator(_time_string)]
     return base | None if column.nullable else base
+
+
+def _time_string(value: Any) -> Any:
+    if not isinstance(value, (str, dt.datetime)):
+        raise ValueError("a date-time must be an RFC 3339 string, e.g. 2024-01-31T00:00:00Z")
+    return value
 
 
 def record_model(name: str, columns: list[Column], *, doc: str) -> type[BaseModel]:
@@ -105,3 +111,31 @@ def forecast_models(history: list[Column], *, time_column: str, target: str, max
     point = create_model("ForecastPoint", **{time_column: (dt.datetime, ...), target: (float | None, ...)})
     response = create_model("ForecastResponse", forecast=(list[point], ...), model_version=(str | None, None))
     return request, response
+
+
+class ErrorResponse(BaseModel):
+    """What a refused request is answered: what is wrong, and for a 422 where."""
+
+    error: str = Field(description="What is wrong with the request, in one line.")
+    detail: list[dict[str, Any]] | None = Field(None, description="Each validation error: loc, msg and type.")
+
+
+def _error_response(description: str, *, text: bool = False) -> dict[str, Any]:
+    answer: dict[str, Any] = {"model": ErrorResponse, "description": description}
+    if text:  # beside the JSON one: Ray Serve's own answer when every replica's queue is full
+        answer["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    return answer
+
+
+def error_responses(*, body: bool) -> dict[int | str, dict[str, Any]]:
+    """The error answers of a route, for its OpenAPI ``responses``; ``body``: the route takes a JSON body."""
+    responses = {
+        400: _error_response("The request is not HTTP/1.1 or its body not parseable JSON."),
+        414: _error_response("The request line is over its size limit."),
+        431: _error_response("Too many header fields, or too many bytes of them."),
+        503: _error_response("Overloaded, or no replica could answer: try again.", text=True),
+    }
+    if body:
+        responses[413] = _error_response("The body is over the size limit.")
+        responses[422] = _error_response("The body does not fit the model's inputs, or the model refuses the rows.")
+    return dict(sorted(responses.items()))

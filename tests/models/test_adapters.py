@@ -20,7 +20,6 @@ import pytest
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.neural_network import MLPRegressor
 
-from raymlx._imports import try_import
 from raymlx.folds import Fold
 from raymlx.models import DartsModel, ExponentialSmoothing, LinearRegressionModel, NaiveSeasonal, Prophet, Theta
 from raymlx.models.base import parameter_names
@@ -184,11 +183,10 @@ def test_darts_model_errors(model, params, error, message):
         DartsModel(model, **params).fit(data.X_train, data.y_train)
 
 
-def test_try_import_defers_the_error_until_checked():
-    with try_import(extra="forecasting", needed_for="this test") as imports:
-        import raymlx_no_such_module  # noqa: F401
-    assert not imports.is_successful()
+def test_a_missing_optional_module_says_how_to_install_it():
+    from raymlx._imports import import_optional
+
     with pytest.raises(ImportError, match=re.escape(
             "this test needs the optional package 'raymlx_no_such_module', which is not installed; install it with: "
             "pip install 'raymlx[forecasting]' (or pip install raymlx_no_such_module)")):
-        imports.check()
+        import_optional("raymlx_no_such_module", extra="forecasting", needed_for="this test")

@@ -13,7 +13,7 @@ import pytest
 from raymlx.checks import validate
 from raymlx.report import report_after_tune
 from raymlx.spec_io import LoadedSpec, load_spec
-from raymlx.tune import ExperimentResult, run_experiment
+from raymlx.experiment import ExperimentResult, run_experiment
 from tests.conftest import DIABETES, ROOT
 
 REGRESSION = """

@@ -11,7 +11,7 @@ from raymlx.folds import make_folds
 from raymlx.report._store import SHAP_FILE
 from raymlx.report.explain import BASE_COLUMN, SHAP_PREFIX, VALUE_PREFIX
 from raymlx.tracking import MODEL_TAG, ROLE_TAG
-from raymlx.tune import compute_fold_features
+from raymlx.experiment import compute_fold_features
 
 
 def test_linear_shap_values_agree_with_the_coefficients(regression):

@@ -20,7 +20,7 @@ for _key, _value in SERVE_ENV.items():
 
 from raymlx.champion import fit_predictor  # noqa: E402
 from raymlx.pipeline import Pipeline  # noqa: E402
-from raymlx.select import log_champion  # noqa: E402
+from raymlx.champion import log_champion  # noqa: E402
 from tests.conftest import DIABETES  # noqa: E402
 
 TARGET = "progression"
@@ -66,3 +66,24 @@ def daily_series(days: int = 120) -> pd.DataFrame:
     t = np.arange(days)
     noise = np.random.default_rng(0).normal(0, 0.5, days)
     return pd.DataFrame({"y": 10 + 3 * np.sin(2 * np.pi * t / 7) + noise, "x": t * 0.1}, index=index)
+
+
+
+def fixed_options(*, replicas: int = 1, limits=None, num_cpus: float = 0.5):
+    """Serve options with a fixed number of replicas and small batches."""
+    from raymlx.serve.deployment import serve_options
+    from raymlx.spec import AutoscalingSpec, BatchingSpec, ServeSpec
+
+    spec = ServeSpec(autoscaling=AutoscalingSpec(min_replicas=replicas, max_replicas=replicas),
+                     batching=BatchingSpec(max_batch_size=16, batch_wait_timeout_s=0.005))
+    return serve_options(spec, limits=limits, num_cpus=num_cpus)
+
+
+def start_served(store: str, uri: str, *, replicas: int = 1, limits=None):
+    """Serve ``uri`` on a free loopback port with ``replicas`` replicas; returns the running application."""
+    from raymlx.serve._control import _free_port, start_app
+    from raymlx.serve.model import resolve_model
+
+    ref = resolve_model(uri, tracking_uri=store)
+    options = fixed_options(replicas=replicas, limits=limits)
+    return start_app(ref, options, host="127.0.0.1", port=_free_port("127.0.0.1"))

@@ -180,7 +180,7 @@ def test_forecast_equals_the_champions_own(served, store, forecaster):
     assert reply.status_code == 200, reply.text
     expected = mlflow.pyfunc.load_model(forecaster).unwrap_python_model().forecast(7)
     assert [p["y"] for p in reply.json()["forecast"]] == pytest.approx(expected.tolist())
-    assert [pd.Timestamp(p["date"]) for p in reply.json()["forecast"]] == list(expected.index)
+    assert [pd.Timestamp(p["date"]).tz_convert(None) for p in reply.json()["forecast"]] == list(expected.index)
 
 
 def test_forecast_from_a_callers_history(served, store, forecaster):

@@ -1,18 +1,47 @@
-"""The champion as an MLflow pyfunc model: its fitted pipeline and model, applied to raw rows."""
+"""The champion as an MLflow pyfunc model: its fitted pipeline and model, applied to raw rows.
+
+:class:`ServedPredictor` is the contract between training and serving: what
+``raymlx serve`` (and anyone loading the model) may rely on.
+"""
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
-import mlflow.pyfunc
+from mlflow.pyfunc import PythonModel
 
+from raymlx.models.base import refits_on_history
 from raymlx.pipeline import Pipeline, complete_rows, known_columns
 
-__all__ = ["FittedPredictor", "ChampionModel", "fit_predictor"]
+__all__ = ["ServedPredictor", "FittedPredictor", "ChampionModel", "fit_predictor"]
+
+
+@runtime_checkable
+class ServedPredictor(Protocol):
+    """What serving relies on in a champion's fitted predictor (:class:`FittedPredictor` is the one raymlx makes).
+
+    ``history`` is ``None`` for a tabular champion; a forecasting champion has it, with
+    ``time_column``, ``max_horizon`` and the ``future_columns`` a forecast needs.
+    """
+
+    model: Any
+    target: str
+    input_columns: list[str]
+    time_column: str | None
+    history: pd.DataFrame | None
+    max_horizon: int | None
+    future_columns: list[str]
+
+    def features(self, rows: pd.DataFrame) -> pd.DataFrame: ...
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray: ...
+
+    def forecast(self, horizon: int, *, history: pd.DataFrame | None = None,
+                 future: pd.DataFrame | None = None) -> pd.Series: ...
 
 
 @dataclass
@@ -94,8 +123,13 @@ class FittedPredictor:
     @property
     def frequency(self) -> pd.DateOffset:
         """Spacing of the history's times (daily for the temperature example)."""
-        return pd.tseries.frequencies.to_offset(pd.infer_freq(self.history.index[-10:]) or
-                                                (self.history.index[-1] - self.history.index[-2]))
+        index = self._history().index
+        return pd.tseries.frequencies.to_offset(pd.infer_freq(index[-10:]) or (index[-1] - index[-2]))
+
+    def _history(self) -> pd.DataFrame:
+        if self.history is None:
+            raise TypeError("this champion was not trained for forecasting")
+        return self.history
 
     def times_after(self, history: pd.DataFrame, horizon: int) -> pd.DatetimeIndex:
         """The ``horizon`` times that follow a history's last one."""
@@ -121,18 +155,17 @@ class FittedPredictor:
             ValueError: For a horizon beyond the one the champion was validated on, or a
                 ``future`` missing (or lacking a column or a time) when the champion has future columns.
         """
-        if self.history is None:
-            raise TypeError("this champion was not trained for forecasting")
-        if not 1 <= horizon <= self.max_horizon:
+        trained_on, max_horizon = self._history(), self.max_horizon or 1
+        if not 1 <= horizon <= max_horizon:
             raise ValueError(f"horizon must be between 1 and {self.max_horizon} (the horizon it was "
                              f"validated on), but got {horizon}")
-        history = self.history if history is None else history.sort_index()
+        history = trained_on if history is None else history.sort_index()
         times = self.times_after(history, horizon)
         predictor = self
-        if history is not self.history and getattr(self.model, "refit_on_history", False):
+        if history is not trained_on and refits_on_history(self.model):
             predictor = fit_predictor(history, self.pipeline_unfitted or self.pipeline, copy.deepcopy(self.model),
                                       target=self.target, input_columns=self.input_columns,
-                                      forecasting=True, time_column=self.time_column, horizon=self.max_horizon,
+                                      forecasting=True, time_column=self.time_column, horizon=max_horizon,
                                       future_columns=self.future_columns)
         values = predictor.model.predict(predictor._future_features(history, times, future))
         return pd.Series(np.asarray(values, dtype=float), index=times, name=self.target)
@@ -163,7 +196,7 @@ def fit_predictor(frame: pd.DataFrame, pipeline: Pipeline, model: Any, *, target
     return predictor
 
 
-class ChampionModel(mlflow.pyfunc.PythonModel):
+class ChampionModel(PythonModel):
     """MLflow pyfunc wrapper: ``predict`` takes raw input rows (for forecasting: the times to forecast, with the
     future columns' values at those times)."""
 

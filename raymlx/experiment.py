@@ -1,4 +1,9 @@
-"""Running an experiment: features once per fold, every model's search concurrently on Ray, MLflow, the champion."""
+"""Running an experiment: features once per fold, every model's search concurrently on Ray, then the champion.
+
+Orchestration only: the MLflow session lives in :mod:`raymlx.tracking`, trial runs in
+:mod:`raymlx.trial_runs`, the leaderboard in :mod:`raymlx.select`, the champion's refit
+and registration in :mod:`raymlx.champion`.
+"""
 
 from __future__ import annotations
 
@@ -11,32 +16,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pandas as pd
 import ray
-from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
-from raymlx.champion import fit_predictor
-from raymlx.checks import MODEL_PACKAGE
+from raymlx.champion import register_champion, user_code_paths
 from raymlx.errors import RaymlxError
-from raymlx.folds import Fold, fold_plan, make_folds
-from raymlx.metrics import get_metric
-from raymlx.models.base import build_model
+from raymlx.folds import Fold, make_folds
+from raymlx.metrics import Metric, get_metric
 from raymlx.pipeline import build_pipeline, fold_features
 from raymlx.progress import ModelProgress, ProgressCallback
-from raymlx.registry import resolve
 from raymlx.runtime import BackgroundRuntime, trial_actor_env
 from raymlx.search import ModelSearcher, model_searcher
-from raymlx.select import LeaderboardRow, build_leaderboard, leaderboard_frame, log_champion
+from raymlx.select import LeaderboardRow, build_leaderboard
 from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
-from raymlx.tracking import (SessionRuns, TrialRunCallback, ensure_experiment, resolve_tracking_uri,
-                             start_runs)
+from raymlx.tracking import Session, log_leaderboard, open_session, resolve_tracking_uri
 from raymlx.trainable import ModelPlan, TrialContext, run_trial
+from raymlx.trial_runs import TrialRunCallback
 
-__all__ = ["ExperimentResult", "run_experiment", "PipelineFailed", "TrackingFailed"]
+__all__ = ["ExperimentResult", "run_experiment", "compute_fold_features", "PipelineFailed", "TrackingFailed",
+           "user_code_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,10 @@ class TrackingFailed(RaymlxError):
     """The tracking store refused trial runs: the leaderboard would not match what MLflow holds."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExperimentResult:
-    """What ``raymlx tune`` produced."""
+    """What ``raymlx tune`` produced: the leaderboard, the champion (``None`` when every trial failed), and where
+    MLflow holds it all."""
 
     leaderboard: list[LeaderboardRow]
     champion: str | None
@@ -60,6 +62,8 @@ class ExperimentResult:
     session_run_id: str
     tracking_uri: str
     experiment_id: str
+    promoted: bool = False  # whether the new version took the `champion` alias (else it is the `challenger`)
+    promotion: str | None = None  # why, with both scores
 
 
 def compute_fold_features(spec: Spec, frame: pd.DataFrame, folds: list[Fold], *,
@@ -87,16 +91,9 @@ def _trainable(context: TrialContext, spec: Spec):
     return tune.with_resources(tune.with_parameters(run_trial, context=context), resources=per_trial)
 
 
-def user_code_paths(spec: Spec, base_dir: str) -> list[str]:
-    """The user's own files named by the spec, shipped inside the champion's MLflow model."""
-    references = [m.model for m in spec.models.values()] + [s.step for ss in spec.pipelines.values() for s in ss]
-    files = {ref.partition(":")[0] for ref in references if ref.partition(":")[0].endswith(".py")}
-    return sorted(str((Path(base_dir) / f).resolve()) for f in files)
-
-
 def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | None = None,
                    runtime: BackgroundRuntime | None = None, on_progress=None,
-                   verbose: bool = False) -> ExperimentResult:
+                   verbose: bool = False, force_promote: bool = False) -> ExperimentResult:
     """Tune every model, log everything to MLflow, register the champion.
 
     Args:
@@ -107,6 +104,7 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
             down here once tuning ends. Default: started here.
         on_progress: Called with each model's :class:`ModelProgress` whenever a trial starts or ends.
         verbose: Show Ray's worker output.
+        force_promote: Give the new winner the ``champion`` alias even if it does not beat the current one.
     """
     spec, base_dir = loaded.spec, loaded.base_dir
     runtime = runtime or BackgroundRuntime(spec.runtime, address=address, base_dir=base_dir, verbose=verbose)
@@ -121,7 +119,7 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
                                       wall_times={n: p.wall_time_s for n, p in progress.models.items()},
                                       errors={n: p.last_error for n, p in progress.models.items()})
             with ThreadPoolExecutor(1) as pool:  # Ray's shutdown (about a second) overlaps the champion's refit
-                finishing = pool.submit(_finish, loaded, frame, board, session, metric)
+                finishing = pool.submit(_finish, loaded, frame, folds, board, session, metric, force_promote)
                 runtime.shutdown()
                 result = finishing.result()
         except BaseException:
@@ -134,60 +132,40 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
 
 
 def _tune_while_opening(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold], features, metric,
-                        runtime: BackgroundRuntime, on_progress) -> tuple[_TuneOutcome, _Session]:
+                        runtime: BackgroundRuntime, on_progress) -> tuple[_TuneOutcome, Session]:
     """Tune while the session's MLflow runs open (loading MLflow's store takes about 2 s on one core,
     as long as Tune takes to start the first trials); trial runs are written once those exist."""
     with ThreadPoolExecutor(1, thread_name_prefix="raymlx-session") as pool:
-        opening = pool.submit(_open_session, loaded, frame, folds)
+        opening = pool.submit(open_session, loaded, frame, folds)
         try:
             with _phase("waiting for Ray"):
                 started_ray = runtime.wait()
             with _phase("tuning"), trial_actor_env(inherited=started_ray):
                 progress = _tune(loaded.spec, features, metric, loaded.base_dir, opening, on_progress)
         except BaseException:
-            if opening.exception() is not None:
-                raise opening.exception() from None  # the store failed: say that, not how Tune stopped
+            failed = opening.exception()
+            if failed is not None:
+                raise failed from None  # the store failed: say that, not how Tune stopped
             opening.result().end(status="FAILED")
             raise
         return progress, opening.result()
 
 
-def _finish(loaded: LoadedSpec, frame: pd.DataFrame, board: list[LeaderboardRow], session: _Session,
-            metric) -> ExperimentResult:
-    """Log the leaderboard and register the champion: everything after tuning that needs no Ray."""
-    _log_leaderboard(session, board, metric.name)
-    result = ExperimentResult(board, None, None, None, session.session_id, session.tracking_uri, session.experiment_id)
-    if board and board[0].score == board[0].score:  # not NaN: at least one trial succeeded
-        with _phase("champion refit and registration"):
-            _register_champion(loaded, frame, board[0], result, metric)
-    return result
-
-
-@dataclass(frozen=True)
-class _Session(SessionRuns):
-    """The MLflow side of one ``raymlx tune``: the session run and each model's parent run."""
-
-    tracking_uri: str
-
-    @property
-    def client(self) -> MlflowClient:
-        return MlflowClient(self.tracking_uri)
-
-    def end(self, *, status: str) -> None:
-        client = self.client
-        for run_id in [*self.parents.values(), self.session_id]:
-            client.set_terminated(run_id, status=status)
-
-
-def _open_session(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold]) -> _Session:
-    spec, base_dir = loaded.spec, loaded.base_dir
-    tracking_uri = resolve_tracking_uri(spec.tracking.uri, base_dir)
-    experiment_id = ensure_experiment(spec.experiment_name, tracking_uri=tracking_uri, base_dir=base_dir)
-    client = MlflowClient(tracking_uri)
-    session_id, parents = start_runs(client, experiment_id, name=spec.name, models=list(spec.models))
-    client.log_artifact(session_id, str(loaded.path))
-    client.log_dict(session_id, fold_plan(frame, folds), "folds.json")
-    return _Session(experiment_id, session_id, parents, tracking_uri)
+def _finish(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold], board: list[LeaderboardRow],
+            session: Session, metric: Metric, force_promote: bool) -> ExperimentResult:
+    """Log the leaderboard and register the winner through the promotion gate: everything after tuning that needs
+    no Ray."""
+    log_leaderboard(session, board, metric.name)
+    if not board or board[0].score != board[0].score:  # NaN: every trial failed
+        return ExperimentResult(board, None, None, None, session.session_id, session.tracking_uri,
+                                session.experiment_id)
+    with _phase("champion refit and registration"):
+        champion = register_champion(loaded, frame, board[0], metric=metric, folds=folds,
+                                     tracking_uri=session.tracking_uri, run_id=session.session_id,
+                                     experiment_id=session.experiment_id, force_promote=force_promote)
+    return ExperimentResult(board, champion.model, champion.uri, champion.version, session.session_id,
+                            session.tracking_uri, session.experiment_id, champion.decision.promote,
+                            champion.decision.reason)
 
 
 @contextmanager
@@ -247,53 +225,3 @@ def _tune(spec, features, metric, base_dir, runs: Future, on_progress) -> _TuneO
         raise TrackingFailed(f"{len(failed_writes)} MLflow writes of trial runs failed; the first: "
                              f"{type(failed_writes[0]).__name__}: {failed_writes[0]}")
     return _TuneOutcome(results, progress.models)
-
-
-def _log_leaderboard(session: _Session, board: list[LeaderboardRow], metric: str) -> None:
-    client = session.client
-    for row in board:
-        run_id = session.parents[row.model]
-        if row.score == row.score:
-            client.log_metric(run_id, f"best_{metric}", row.score)
-            client.log_metric(run_id, f"best_{metric}_std", row.score_std)
-        for key, value in row.params.items():
-            client.log_param(run_id, f"best.{key}", value)
-        client.log_metric(run_id, "trials", row.trials)
-        client.log_metric(run_id, "trials_failed", row.failed)
-        client.log_metric(run_id, "wall_time_s", row.wall_time_s)
-    table = leaderboard_frame(board)
-    client.log_text(session.session_id, table.to_csv(index=False), "leaderboard.csv")
-
-
-def _register_champion(loaded: LoadedSpec, frame: pd.DataFrame, best: LeaderboardRow,
-                       result: ExperimentResult, metric) -> None:
-    spec, base_dir = loaded.spec, loaded.base_dir
-    entry = spec.models[best.model]
-    model = build_model(resolve(entry.model, base_dir=base_dir, default_package=MODEL_PACKAGE),
-                        {**entry.params, **best.params})
-    pipeline = build_pipeline(entry.pipeline, spec.pipelines, base_dir=base_dir)
-    forecasting = spec.task == "forecasting"
-    future_columns = list(spec.data.future_columns)
-    inputs = ([spec.data.time_column, *future_columns] if forecasting
-              else [c for c in frame.columns if c != spec.data.target])
-    predictor = fit_predictor(frame, pipeline, model, target=spec.data.target, input_columns=inputs,
-                              forecasting=forecasting, time_column=spec.data.time_column,
-                              horizon=spec.validation.horizon or 1, future_columns=future_columns)
-    sample = _sample_input(frame, spec, inputs, predictor)
-    metadata = {"model": best.model, "metric": metric.name, "score": best.score, "task": spec.task,
-                "target": spec.data.target, "params": best.params}
-    mlflow.set_tracking_uri(result.tracking_uri)
-    uri, version = log_champion(predictor, run_id=result.session_run_id, experiment_id=result.experiment_id,
-                                registered_model=spec.registered_model_name,
-                                code_paths=user_code_paths(spec, base_dir), metadata=metadata, sample=sample)
-    result.champion, result.champion_uri, result.champion_version = best.model, uri, version
-
-
-def _sample_input(frame: pd.DataFrame, spec: Spec, inputs: list[str], predictor) -> pd.DataFrame:
-    if spec.task != "forecasting":
-        return frame[inputs].head(5).reset_index(drop=True)
-    horizon = spec.validation.horizon or 1
-    times = predictor.times_after(frame, horizon)
-    # The future columns' last known values stand in for theirs over the window (a typed example only).
-    future = {c: frame[c].iloc[-horizon:].to_numpy() for c in spec.data.future_columns}
-    return pd.DataFrame({spec.data.time_column: times, **future})

@@ -1,0 +1,85 @@
+"""Seeded, bounded fuzzing of the examples' specs: every mutant is valid or a located spec error, never a crash.
+
+Each mutation changes one thing a person might get wrong: a key dropped, misspelt or
+duplicated in meaning, a value of the wrong type, an empty or huge value, a number out of
+range. ``validate`` must answer each with success or a :class:`UserInputError` (exit 2);
+any other exception would reach the user as a traceback or an exit 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raymlx.checks import validate
+from raymlx.errors import UserInputError
+from raymlx.spec_io import load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = [ROOT / "examples" / "tabular", ROOT / "examples" / "temperature"]
+MUTANTS_PER_EXAMPLE = 150
+
+ODD_VALUES = [None, "", "x" * 5000, -1, 0, 10**12, 1.5, float("nan"), float("inf"), True, [], {}, [1, "a"],
+              {"type": "float"}, "module:attr", "../../etc/passwd", "nonexistent.py:f", "sklearn:Nothing"]
+
+
+def _paths(node, prefix=()):
+    """Every (path, value) in a nested mapping/list."""
+    yield prefix, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _paths(value, (*prefix, index))
+
+
+def _parent(doc, path):
+    for part in path[:-1]:
+        doc = doc[part]
+    return doc
+
+
+def _mutate(doc: dict, rng: random.Random) -> dict:
+    doc = copy.deepcopy(doc)
+    path, _ = rng.choice([p for p in _paths(doc) if p[0]])
+    parent, key = _parent(doc, path), path[-1]
+    kind = rng.choice(["drop", "misspell", "odd", "swap"])
+    if kind == "drop" and isinstance(parent, dict):
+        del parent[key]
+    elif kind == "misspell" and isinstance(parent, dict) and isinstance(key, str) and key:
+        cut = rng.randrange(len(key))
+        parent[key[:cut] + key[cut + 1:] + rng.choice("xs_")] = parent.pop(key)
+    elif kind == "swap":
+        other_path, other = rng.choice([p for p in _paths(doc) if p[0]])
+        parent[key] = copy.deepcopy(other)
+    else:
+        parent[key] = rng.choice(ODD_VALUES)
+    return doc
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_mutant_is_valid_or_a_spec_error(example, tmp_path):
+    project = tmp_path / example.name
+    shutil.copytree(example, project, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", ".raymlx"))
+    original = yaml.safe_load((example / "specs.yaml").read_text())
+    rng = random.Random(20261127)
+    outcomes = {"valid": 0, "spec error": 0}
+    for _ in range(MUTANTS_PER_EXAMPLE):
+        mutant = _mutate(original, rng)
+        (project / "specs.yaml").write_text(yaml.safe_dump(mutant, sort_keys=False))
+        try:
+            validate(load_spec(project / "specs.yaml"), tracking=False)
+            outcomes["valid"] += 1
+        except UserInputError as exc:
+            assert str(exc).strip(), "an error with no message"
+            assert len(str(exc)) < 20_000, "an error that echoes a huge value"
+            outcomes["spec error"] += 1
+        except Exception as exc:  # noqa: BLE001 - the point of the test
+            pytest.fail(f"{type(exc).__name__}: {exc}\nfor the mutant:\n{yaml.safe_dump(mutant)[:3000]}")
+    assert outcomes["spec error"] > MUTANTS_PER_EXAMPLE // 3  # the mutations do break things

@@ -1,0 +1,105 @@
+"""The private Ray and MLflow APIs raymlx uses (raymlx._compat): present in the installed Ray, and each fallback works.
+
+A Ray upgrade that removes or changes one fails ``test_every_private_api_is_present``,
+naming it; raymlx then runs on the public fallback until the guarded use is updated.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import pytest
+import ray
+
+from raymlx import _compat
+
+
+def test_every_private_api_is_present():
+    missing = [name for name, present in _compat.private_apis().items() if not present]
+    assert not missing, f"Ray {ray.__version__}: private APIs gone or changed: {missing} (see raymlx/_compat.py)"
+
+
+def test_the_installed_ray_is_one_the_private_apis_were_checked_on():
+    assert ".".join(ray.__version__.split(".")[:2]) in _compat.CHECKED_RAY
+
+
+def test_only_the_compat_module_touches_private_apis():
+    found = subprocess.run(["grep", "-rnE", r"_private|_internal|_raylet|mlflow\.utils", "raymlx"],
+                           capture_output=True, text=True, cwd=_root()).stdout.splitlines()
+    outside = [line for line in found if not line.startswith("raymlx/_compat.py:")]
+    assert not outside, outside
+
+
+def _root() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parents[1])
+
+
+def test_the_mlflow_metric_filter_falls_back_to_ray_s_rule(caplog):
+    class NoPrivateFilter:
+        pass
+
+    values = {"rmse": 1.5, "count": 3, "flag": True, "name": "ridge", "missing": None, "text_number": "2.5"}
+    with caplog.at_level(logging.WARNING, logger="raymlx._compat"):
+        fallback = _compat.mlflow_metrics(NoPrivateFilter(), values)
+    from ray.air._internal.mlflow import _MLflowLoggerUtil
+
+    assert fallback == _compat.mlflow_metrics(_MLflowLoggerUtil(), values)
+    assert fallback == {"rmse": 1.5, "count": 3.0, "flag": 1.0, "text_number": 2.5}
+    assert "Ray's MLflow metric filter is not available" in caplog.text
+
+
+def test_a_deployment_without_versions_is_deployed_without_one(caplog):
+    class Deployment:  # a Serve whose options take no version
+        def options(self, *, num_replicas: int = 1):
+            return {"num_replicas": num_replicas}
+
+    with caplog.at_level(logging.WARNING, logger="raymlx._compat"):
+        options = _compat.versioned_deployment(Deployment(), version="abc", num_replicas=2)
+    assert options == {"num_replicas": 2}
+    assert "versioned deployments is not available" in caplog.text
+
+
+def test_a_real_deployment_takes_the_version():
+    from ray import serve
+
+    @serve.deployment
+    class Echo:
+        def __call__(self, request):
+            return "ok"
+
+    assert _compat.versioned_deployment(Echo, version="v1", num_replicas=1).version == "v1"
+
+
+def test_tune_s_actor_environment_is_the_one_raymlx_inherits():
+    assert _compat.tune_actor_env_defaults() == {"PL_DISABLE_FORK": "1"}
+
+
+@pytest.mark.parametrize("probe", [
+    pytest.param("stop_monitor", id="stop-monitor"),
+    pytest.param("prompt_node_wait", id="node-wait"),
+])
+def test_a_missing_private_module_falls_back_without_failing(probe):
+    """Run the guarded call in a fresh interpreter where Ray's private module cannot be imported."""
+    code = (
+        "import sys, logging\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "import ray._private.services, ray._private.worker\n"
+        "from raymlx import _compat\n"
+        "for name in ('services', 'worker'):\n"
+        "    delattr(ray._private, name)\n"
+        "    sys.modules['ray._private.' + name] = None\n"
+        f"if '{probe}' == 'stop_monitor':\n"
+        "    _compat.stop_monitor()\n"
+        "else:\n"
+        "    with _compat.prompt_node_wait():\n"
+        "        pass\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=_root(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    assert "using the public API instead" in done.stderr
