@@ -54,7 +54,7 @@ def fold_metric_key(metric: str, index: int) -> str:
     return f"{metric}_fold{index}"
 
 
-def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> dict[str, float]:
+def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> dict[str, Any]:
     """Fit and score one configuration on every fold.
 
     Returns:
@@ -64,7 +64,8 @@ def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> 
     plan = context.models[model_name]
     reference = resolve(plan.reference, base_dir=context.base_dir, default_package=MODEL_PACKAGE)
     metric = get_metric(context.metric_name, context.metric_mode, base_dir=context.base_dir)
-    scores, kept, started = [], {}, time.perf_counter()
+    scores, started = [], time.perf_counter()
+    kept: dict[str, Any] = {}
     for fold in context.folds[plan.pipeline]:
         model = build_model(reference, {**plan.params, **params})
         model.fit(fold.X_train, fold.y_train)
@@ -106,5 +107,5 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         except Exception as exc:
             logger.warning("trial of %s failed (attempt %d of %d)", config["model"], attempt + 1,
                            plan.max_failures + 1, exc_info=True)
-            result = {FAILED_KEY: 1.0, ERROR_KEY: f"{type(exc).__name__}: {exc}"}  # type: ignore[dict-item]
+            result = {FAILED_KEY: 1.0, ERROR_KEY: f"{type(exc).__name__}: {exc}"}
     tune.report({**result, NODE_KEY: ray.get_runtime_context().get_node_id()})

@@ -166,7 +166,7 @@ def load_report(loaded: LoadedSpec, *, tracking_uri: str, run_id: str | None = N
         summary = _summary(spec, leaderboard, metric=metric, frame=None, plan=plan, session=session, champion_uri=None)
         overview = _overview(spec, trials or {}, order, plan, metric=metric.name, mode=metric.mode, data_start=None)
         return Report(f"{spec.name}: raymlx report", summary, leaderboard, overview, sections)
-    return Report(outline["title"], outline["summary"], leaderboard, overview, sections)
+    return Report(outline["title"], outline["summary"], leaderboard, overview or [], sections)
 
 
 def _order(outline: dict | None, leaderboard: list[dict], spec: Spec) -> list[str]:

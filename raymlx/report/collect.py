@@ -76,7 +76,7 @@ def model_section(name: str, run_id: str, row, spec: Spec, features: list, trial
         series: Forecasting: the target around the cutoffs.
     """
     metric = get_metric(spec.metric_spec.name, spec.metric_spec.mode, base_dir=base_dir)
-    section, frames = Section(name, run_id), {}
+    section, frames = Section(name, run_id), dict[str, pd.DataFrame]()
     section.facts.update(best_params=row.params, trials=row.trials, failed=row.failed)
     _guarded(section, "search plots", lambda: _trial_charts(section, trials, spec, metric=metric.name, mode=metric.mode))
     if row.score != row.score:

@@ -224,12 +224,12 @@ def _univariate(model: Any, fold: FoldData) -> Explained:
             ax.plot(np.arange(1, len(season) + 1), season, marker="o" if len(season) < 60 else None)
             ax.set(xlabel="step of the season", ylabel="value", title=f"The season it repeats ({len(season)} steps)")
             charts.append(_chart("season_repeated", "The season it repeats", fig))
-    fitted = getattr(getattr(model, "model_", None), "model", None)
+    fitted: Any = getattr(getattr(model, "model_", None), "model", None)
     components = {k: np.asarray(getattr(fitted, k)) for k in ("level", "trend", "season")
                   if getattr(fitted, k, None) is not None}
     if components:
         charts.append(_components(components, fold.y_train))
-    elif hasattr(fitted, "coef_"):
+    elif fitted is not None and hasattr(fitted, "coef_"):
         charts.append(_lag_weights(np.ravel(fitted.coef_)))
     if not charts:
         notes.append("This model exposes no fitted components to show.")
