@@ -7,11 +7,14 @@ trial at a time. A failed evaluation therefore reports these keys and ends norma
 
 from __future__ import annotations
 
-__all__ = ["FAILED_KEY", "ERROR_KEY", "NODE_KEY", "failure_of", "error_summary"]
+__all__ = ["FAILED_KEY", "ERROR_KEY", "NODE_KEY", "PREDICTIONS_KEY", "failure_of", "error_summary"]
 
 FAILED_KEY = "trial_failed"   # 1.0 in the result of a trial whose evaluation raised
 ERROR_KEY = "trial_error"     # "ValueError: ..." (the last line of its traceback)
 NODE_KEY = "node_id"          # the Ray node the trial ran on (kept in Tune's result.json)
+# Each fold's predictions of the validation rows, {"y_pred": [[...] per fold], "proba": [...], "classes": [...]}:
+# the best trial's become the report's out-of-fold predictions (no refit); not an MLflow metric.
+PREDICTIONS_KEY = "predictions"
 
 
 def failure_of(result: dict | None) -> str | None:

@@ -112,10 +112,15 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
         from raymlx.experiment import run_experiment
 
         frame = run_checks(loaded)
+        if loaded.spec.report.enabled:  # the report's imports load while Tune runs, not after
+            import threading
+
+            from raymlx.report import preload
+            threading.Thread(target=preload, name="raymlx-report-imports", daemon=True).start()
         with Live(_progress_table({}), console=err, refresh_per_second=4, transient=False) as live:
             result = run_experiment(loaded, frame, runtime=started[0], verbose=_state["verbose"], force_promote=force_promote,
                                     on_progress=lambda models: live.update(_progress_table(models)))
-        _print_result(result, loaded.spec)
+        _print_result(result, loaded.spec, report=lambda: _tune_report(loaded, frame, result))
 
     def stop_ray() -> None:  # after an error's message is printed: it waits for Ray's start to finish
         for runtime in started:
@@ -186,7 +191,38 @@ def _progress_table(models: dict) -> Table:
     return table
 
 
-def _print_result(result, spec) -> None:
+def _tune_report(loaded, frame, result) -> None:
+    """Write the report of the run that just ended (unless the spec turns it off) and say where it is."""
+    if not loaded.spec.report.enabled:
+        return
+    from raymlx.report import report_after_tune
+
+    with err.status("writing the report (charts and explanations per model)"):
+        path = report_after_tune(loaded, frame, result)
+    out.print(f"report: {path} (and in MLflow: the session run's report.html, each model run's plots/)",
+              highlight=False, soft_wrap=True)
+
+
+@app.command()
+def report(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
+           run: Optional[str] = typer.Option(None, "--run", help="Session run id; default: the experiment's latest."),
+           output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write; default: the spec's report.output."),
+           tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store; default: the spec's tracking.uri.")) -> None:
+    """Rebuild a session's HTML report from MLflow alone (charts, explanations, leaderboard); opens offline."""
+    def action() -> None:
+        from raymlx.report import load_report, write_html
+        from raymlx.spec_io import load_spec
+        from raymlx.tracking import resolve_tracking_uri
+
+        loaded = load_spec(spec, overrides=set_)
+        uri = tracking_uri or resolve_tracking_uri(loaded.spec.tracking.uri, loaded.base_dir)
+        built = load_report(loaded, tracking_uri=uri, run_id=run)
+        path = write_html(built, output or Path(loaded.base_dir) / loaded.spec.report.output)
+        out.print(f"report of session run {built.summary.get('session_run')}: {path}", highlight=False, soft_wrap=True)
+    _run(action)
+
+
+def _print_result(result, spec, report: Callable[[], None] | None = None) -> None:
     metric = spec.metric_spec.name
     table = Table(title=f"leaderboard ({metric}, {spec.validation.folds if spec.strategy != 'holdout' else 1} folds)",
                   title_justify="left")
@@ -208,6 +244,8 @@ def _print_result(result, spec) -> None:
         out.print(f"{'promoted' if result.promoted else 'not promoted; the champion stays'}: {result.promotion}"
                   f"{'' if result.promoted else ' (--force-promote promotes it anyway)'}", highlight=False,
                   soft_wrap=True)
+        if report is not None:
+            report()
     else:
         out.print("no champion: every trial failed", highlight=False)
         raise typer.Exit(1)

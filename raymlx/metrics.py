@@ -10,7 +10,7 @@ from sklearn import metrics as skm
 
 from raymlx.registry import resolve
 
-__all__ = ["Metric", "BUILTIN_METRICS", "get_metric", "score"]
+__all__ = ["Metric", "BUILTIN_METRICS", "get_metric", "score", "predict_for", "score_predictions"]
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,18 @@ def get_metric(name: str, mode: Literal["min", "max"] | None = None, *, base_dir
     return Metric(name.rpartition(":")[2], function, mode)
 
 
+def predict_for(metric: Metric, model: Any, X) -> np.ndarray:
+    """What the metric scores: class probabilities for ``needs_proba`` metrics, else predictions."""
+    return np.asarray(model.predict_proba(X) if metric.needs_proba else model.predict(X))
+
+
+def score_predictions(metric: Metric, predicted: np.ndarray, y, *, labels=None) -> float:
+    """Score what :func:`predict_for` returned against true values ``y``; ``labels``: the model's classes."""
+    if metric.takes_labels:
+        return float(metric.function(np.asarray(y), predicted, labels=labels))
+    return float(metric.function(np.asarray(y), predicted))
+
+
 def score(metric: Metric, model: Any, X, y) -> float:
     """Score a fitted model on rows ``X`` with true values ``y``."""
-    predicted = np.asarray(model.predict_proba(X) if metric.needs_proba else model.predict(X))
-    if metric.takes_labels:
-        return float(metric.function(np.asarray(y), predicted, labels=getattr(model, "classes_", None)))
-    return float(metric.function(np.asarray(y), predicted))
+    return score_predictions(metric, predict_for(metric, model, X), y, labels=getattr(model, "classes_", None))

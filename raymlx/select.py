@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from raymlx._result import failure_of
+from raymlx._result import PREDICTIONS_KEY, failure_of
 
 __all__ = ["LeaderboardRow", "build_leaderboard", "leaderboard_frame"]
 
@@ -26,6 +26,7 @@ class LeaderboardRow:
     wall_time_s: float
     fold_scores: list[float] = field(default_factory=list)
     last_error: str | None = None
+    predictions: dict[str, Any] | None = field(default=None, repr=False)  # the best trial's, per fold
 
 
 def build_leaderboard(results, *, models: list[str], metric: str, mode: str, wall_times: dict[str, float],
@@ -46,6 +47,7 @@ def build_leaderboard(results, *, models: list[str], metric: str, mode: str, wal
             wall_time_s=wall_times.get(name, math.nan),
             fold_scores=[v for k, v in sorted(best.metrics.items()) if k.startswith(f"{metric}_fold")] if best else [],
             last_error=(errors or {}).get(name),
+            predictions=best.metrics.get(PREDICTIONS_KEY) if best else None,
         ))
     sign = 1 if mode == "min" else -1
     return sorted(rows, key=lambda r: (math.isnan(r.score), sign * r.score if not math.isnan(r.score) else 0))
@@ -53,4 +55,4 @@ def build_leaderboard(results, *, models: list[str], metric: str, mode: str, wal
 
 def leaderboard_frame(rows: list[LeaderboardRow]) -> pd.DataFrame:
     """The leaderboard as a table (for logging and printing)."""
-    return pd.DataFrame([asdict(r) for r in rows]).drop(columns=["fold_scores", "last_error"])
+    return pd.DataFrame([asdict(r) for r in rows]).drop(columns=["fold_scores", "last_error", "predictions"])

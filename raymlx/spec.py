@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "Spec", "DataSpec", "ValidationSpec", "MetricSpec", "TrackingSpec", "RuntimeSpec",
     "StepSpec", "ModelSpec", "SearchSpec", "ResourcesSpec", "FloatParam", "IntParam",
-    "ChoiceParam", "Param", "ServeSpec", "AutoscalingSpec", "BatchingSpec", "PromotionSpec", "DEFAULT_TRACKING_URI",
+    "ChoiceParam", "Param", "ServeSpec", "AutoscalingSpec", "BatchingSpec", "PromotionSpec", "ReportSpec",
+    "DEFAULT_TRACKING_URI",
 ]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # the embedded store, next to the spec
@@ -167,6 +168,17 @@ class PromotionSpec(SpecModel):
         "A winner that falls short is registered under the alias `challenger`."))
 
 
+class ReportSpec(SpecModel):
+    enabled: bool = Field(True, description="Write the report at the end of `raymlx tune`: charts and explanations "
+                                            "logged to each model's MLflow run, and one offline HTML file.")
+    output: str = Field("report.html", description="Where `raymlx tune` writes the HTML report, relative to the spec.")
+    shap_sample: int = Field(200, ge=1, description="Most rows whose predictions SHAP explains, per model.")
+    shap_background: int = Field(25, ge=1, description="Rows standing in for an unknown feature in the "
+                                                       "kernel explainer (models that are neither linear nor trees).")
+    time_budget_s: float = Field(5.0, gt=0, description="Seconds SHAP may take per model; fewer rows are "
+                                                         "explained when all of shap_sample would take longer.")
+
+
 class Spec(SpecModel):
     """A whole experiment: data, folds, metric, pipelines, models, tracking and serving."""
 
@@ -181,6 +193,7 @@ class Spec(SpecModel):
     models: dict[str, ModelSpec] = Field(min_length=1, description="The models to tune and compare, by name.")
     serve: ServeSpec = Field(default_factory=ServeSpec, description="How the champion is served.")
     promotion: PromotionSpec = Field(default_factory=PromotionSpec, description="When a new winner replaces the champion.")
+    report: ReportSpec = Field(default_factory=ReportSpec, description="Charts, explanations and the HTML report.")
 
     @property
     def metric_spec(self) -> MetricSpec:

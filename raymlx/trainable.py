@@ -11,8 +11,8 @@ import numpy as np
 import ray
 from ray import tune
 
-from raymlx._result import ERROR_KEY, FAILED_KEY, NODE_KEY
-from raymlx.metrics import get_metric, score
+from raymlx._result import ERROR_KEY, FAILED_KEY, NODE_KEY, PREDICTIONS_KEY
+from raymlx.metrics import get_metric, predict_for, score_predictions
 from raymlx.models.base import MODEL_PACKAGE, build_model
 from raymlx.pipeline import FoldData
 from raymlx.registry import resolve
@@ -54,24 +54,44 @@ def fold_metric_key(metric: str, index: int) -> str:
     return f"{metric}_fold{index}"
 
 
-def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> dict[str, float]:
+def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> dict[str, Any]:
     """Fit and score one configuration on every fold.
 
     Returns:
-        The mean score under the metric's name, its spread, each fold's score and fit time.
+        The mean score under the metric's name, its spread, each fold's score and fit time, and
+        each fold's predictions under ``PREDICTIONS_KEY`` (the report's out-of-fold predictions).
     """
     plan = context.models[model_name]
     reference = resolve(plan.reference, base_dir=context.base_dir, default_package=MODEL_PACKAGE)
     metric = get_metric(context.metric_name, context.metric_mode, base_dir=context.base_dir)
     scores, started = [], time.perf_counter()
+    kept: dict[str, Any] = {}
     for fold in context.folds[plan.pipeline]:
         model = build_model(reference, {**plan.params, **params})
         model.fit(fold.X_train, fold.y_train)
-        scores.append(score(metric, model, fold.X_valid, fold.y_valid))
+        predicted = predict_for(metric, model, fold.X_valid)
+        labels = getattr(model, "classes_", None)
+        scores.append(score_predictions(metric, predicted, fold.y_valid, labels=labels))
+        _keep(kept, model, metric, predicted, fold.X_valid)
     result = {metric.name: float(np.mean(scores)), std_metric_key(metric.name): float(np.std(scores)),
-              "fit_time_s": time.perf_counter() - started}
+              "fit_time_s": time.perf_counter() - started, PREDICTIONS_KEY: kept}
     result.update({fold_metric_key(metric.name, i): s for i, s in enumerate(scores)})
     return result
+
+
+def _keep(kept: dict, model: Any, metric, predicted: np.ndarray, X) -> None:
+    """Add one fold's predictions (and a classifier's probabilities) to ``kept``, reusing what the metric scored."""
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        kept.setdefault("y_pred", []).append(predicted.tolist())
+        return
+    proba = predicted if metric.needs_proba else (
+        np.asarray(model.predict_proba(X)) if callable(getattr(model, "predict_proba", None)) else None)
+    labels = np.asarray(classes)[predicted.argmax(axis=1)] if metric.needs_proba else predicted
+    kept.setdefault("y_pred", []).append(labels.tolist())
+    kept["classes"] = np.asarray(classes).tolist()
+    if proba is not None:
+        kept.setdefault("proba", []).append(proba.tolist())
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
@@ -87,5 +107,5 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         except Exception as exc:
             logger.warning("trial of %s failed (attempt %d of %d)", config["model"], attempt + 1,
                            plan.max_failures + 1, exc_info=True)
-            result = {FAILED_KEY: 1.0, ERROR_KEY: f"{type(exc).__name__}: {exc}"}  # type: ignore[dict-item]
+            result = {FAILED_KEY: 1.0, ERROR_KEY: f"{type(exc).__name__}: {exc}"}
     tune.report({**result, NODE_KEY: ray.get_runtime_context().get_node_id()})

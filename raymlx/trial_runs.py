@@ -13,7 +13,7 @@ from ray.tune.result import TIMESTEPS_TOTAL
 from ray.tune.utils import flatten_dict
 
 from raymlx import _compat
-from raymlx._result import error_summary, failure_of
+from raymlx._result import PREDICTIONS_KEY, error_summary, failure_of
 from raymlx.tracking import ERROR_TAG, MODEL_TAG, ROLE_TAG, SESSION_TAG, SessionRuns
 
 __all__ = ["TrialRunCallback"]
@@ -62,7 +62,9 @@ class TrialRunCallback(MLflowLoggerCallback):
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         # Tune's trial id is random hex: an all-digit one would be logged as a "metric".
-        values = _compat.mlflow_metrics(self.mlflow_util, flatten_dict({k: v for k, v in result.items() if k != "trial_id"}))
+        # Predictions (the report's out-of-fold rows) are no metric.
+        values = _compat.mlflow_metrics(self.mlflow_util, flatten_dict({k: v for k, v in result.items()
+                                                                        if k not in ("trial_id", PREDICTIONS_KEY)}))
         step = result.get(TIMESTEPS_TOTAL) or result[TRAINING_ITERATION]
         now = _now_ms()
         self._submit(self._log, trial, [Metric(k, v, now, step) for k, v in values.items()], [])

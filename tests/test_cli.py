@@ -99,6 +99,8 @@ def test_tune_prints_leaderboard_to_stdout_and_registers(ray_runtime, small_spec
     assert len(ranked) == 2
     assert "champion:" in result.stdout and "models:/cli-small@champion (version 1)" in result.stdout
     assert "1/1" in result.stderr  # the lasso budget came from --set, shown in the progress table
+    assert f"report: {small_spec.parent / 'report.html'}" in " ".join(result.stdout.split())  # written at the end
+    assert 'id="model-lasso"' in (small_spec.parent / "report.html").read_text()
 
 
 def test_tune_on_bad_data_exits_2_and_ends_the_ray_runtime_it_started_meanwhile(small_spec):

@@ -50,7 +50,7 @@ def rmse(y, p) -> float:
 def test_result_has_mean_spread_and_each_fold(folds):
     ctx = context(folds, ridge=ModelPlan("sklearn.linear_model:Ridge", None, {"alpha": 1.0}))
     result = evaluate(ctx, "ridge", {})
-    assert set(result) == {"rmse", "rmse_std", "rmse_fold0", "rmse_fold1", "rmse_fold2", "fit_time_s"}
+    assert set(result) == {"rmse", "rmse_std", "rmse_fold0", "rmse_fold1", "rmse_fold2", "fit_time_s", "predictions"}
     per_fold = [result[f"rmse_fold{i}"] for i in range(3)]
     assert result["rmse"] == pytest.approx(np.mean(per_fold))
     assert result["rmse_std"] == pytest.approx(np.std(per_fold))
@@ -58,6 +58,9 @@ def test_result_has_mean_spread_and_each_fold(folds):
     assert result["fit_time_s"] >= 0
     expected = [rmse(f.y_valid, Ridge(alpha=1.0).fit(f.X_train, f.y_train).predict(f.X_valid)) for f in folds[None]]
     assert per_fold == pytest.approx(expected, rel=1e-9)
+    # Each fold's predictions of its validation rows, in their order: the report's out-of-fold rows.
+    for kept, f in zip(result["predictions"]["y_pred"], folds[None]):
+        assert kept == pytest.approx(Ridge(alpha=1.0).fit(f.X_train, f.y_train).predict(f.X_valid).tolist(), rel=1e-9)
 
 
 def test_searched_params_override_fixed_ones(folds):
@@ -89,7 +92,7 @@ def test_custom_metric_names_the_result_keys(folds):
                   mean=ModelPlan("unit_code.py:train_mean", None, {"offset": 2.0}))
     result = evaluate(ctx, "mean", {"offset": 5.0})
     assert set(result) == {"mean_signed_error", "mean_signed_error_std", "mean_signed_error_fold0",
-                           "mean_signed_error_fold1", "mean_signed_error_fold2", "fit_time_s"}
+                           "mean_signed_error_fold1", "mean_signed_error_fold2", "fit_time_s", "predictions"}
     expected = [f.y_train.mean() + 5.0 - f.y_valid.mean() for f in folds[None]]
     assert [result[f"mean_signed_error_fold{i}"] for i in range(3)] == pytest.approx(expected, rel=1e-9)
 

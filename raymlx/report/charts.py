@@ -1,0 +1,151 @@
+"""Diagnostics of one model drawn from its out-of-fold predictions, per task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from raymlx.report._plot import figure, png
+from raymlx.report._section import Chart
+from raymlx.report.oof import PROBA_PREFIX
+
+__all__ = ["diagnostics"]
+
+
+def _chart(name: str, title: str, fig) -> Chart:
+    return Chart(f"plots/diagnostics/{name}.png", title, "diagnostics", png(fig))
+
+
+def diagnostics(oof: pd.DataFrame, *, task: str, series: pd.Series | None = None) -> list[Chart]:
+    """The task's diagnostic charts.
+
+    Args:
+        oof: Out-of-fold predictions (see :mod:`raymlx.report.oof`).
+        task: ``regression``, ``classification`` or ``forecasting``.
+        series: Forecasting: the target around the cutoffs, drawn behind each fold's forecast.
+    """
+    if task == "classification":
+        return _classification(oof)
+    charts = _regression(oof)
+    if task == "forecasting":
+        charts += _forecasting(oof, series)
+    return charts
+
+
+def _regression(oof: pd.DataFrame) -> list[Chart]:
+    y, p = oof["y_true"].to_numpy(float), oof["y_pred"].to_numpy(float)
+    residual = y - p
+    charts = []
+    with figure() as (fig, ax):
+        ax.scatter(y, p, s=10, alpha=0.6, c=oof["fold"], cmap="tab10")
+        low, high = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
+        ax.plot([low, high], [low, high], color="grey", lw=1, ls="--")
+        ax.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual (colour: fold)")
+        charts.append(_chart("predicted_vs_actual", "Predicted vs actual", fig))
+    with figure() as (fig, ax):
+        ax.scatter(p, residual, s=10, alpha=0.6, c=oof["fold"], cmap="tab10")
+        ax.axhline(0, color="grey", lw=1, ls="--")
+        ax.set(xlabel="predicted", ylabel="actual - predicted", title="Residuals vs predicted")
+        charts.append(_chart("residuals_vs_predicted", "Residuals vs predicted", fig))
+    with figure() as (fig, ax):
+        ax.hist(residual, bins=30, color="#4c72b0", alpha=0.8)
+        ax.axvline(0, color="grey", lw=1, ls="--")
+        ax.set(xlabel="actual - predicted", ylabel="rows",
+               title=f"Residual distribution (mean {residual.mean():.3g}, sd {residual.std():.3g})")
+        charts.append(_chart("residual_distribution", "Residual distribution", fig))
+    return charts
+
+
+def _classification(oof: pd.DataFrame) -> list[Chart]:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    charts = []
+    with figure(5, 4.5) as (fig, ax):
+        ConfusionMatrixDisplay.from_predictions(oof["y_true"].astype(str), oof["y_pred"].astype(str), ax=ax,
+                                                colorbar=False)
+        ax.set_title("Confusion matrix (all folds)")
+        charts.append(_chart("confusion_matrix", "Confusion matrix", fig))
+    proba = [c for c in oof.columns if c.startswith(PROBA_PREFIX)]
+    if proba:
+        charts += _curves(oof, proba)
+    return charts
+
+
+def _one_vs_rest(oof: pd.DataFrame, proba: list[str]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(class, is it that class, its probability) for each class; only the positive class of two."""
+    truth = oof["y_true"].astype(str).to_numpy()
+    pairs = [(c[len(PROBA_PREFIX):], oof[c].to_numpy(float)) for c in proba]
+    if len(pairs) == 2:
+        pairs = pairs[1:]
+    return [(label, truth == label, scores) for label, scores in pairs]
+
+
+def _curves(oof: pd.DataFrame, proba: list[str]) -> list[Chart]:
+    from sklearn.calibration import CalibrationDisplay
+    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
+
+    classes = _one_vs_rest(oof, proba)
+    kinds = [("roc", "ROC (one vs rest)", RocCurveDisplay), ("precision_recall", "Precision-recall (one vs rest)",
+                                                              PrecisionRecallDisplay)]
+    charts = []
+    for name, title, display in kinds:
+        with figure() as (fig, ax):
+            for label, truth, scores in classes:
+                if truth.any() and not truth.all():
+                    display.from_predictions(truth, scores, ax=ax, name=f"class {label}")
+            ax.set_title(title)
+            charts.append(_chart(name, title, fig))
+    with figure() as (fig, ax):
+        for label, truth, scores in classes:
+            CalibrationDisplay.from_predictions(truth, scores, n_bins=8, ax=ax, name=f"class {label}")
+        ax.set_title("Calibration (one vs rest)")
+        charts.append(_chart("calibration", "Calibration", fig))
+    return charts
+
+
+def _forecasting(oof: pd.DataFrame, series: pd.Series | None) -> list[Chart]:
+    oof = oof.assign(time=pd.to_datetime(oof["time"]), error=oof["y_true"] - oof["y_pred"])
+    return [_fold_windows(oof, series), _error_by_step(oof), _residuals_over_time(oof)]
+
+
+def _fold_windows(oof: pd.DataFrame, series: pd.Series | None) -> Chart:
+    folds = sorted(oof["fold"].unique())
+    with figure(3.2 * len(folds), 3.0, ncols=len(folds), sharey=True, squeeze=False) as (fig, axes):
+        for ax, fold in zip(axes[0], folds):
+            window = oof[oof["fold"] == fold]
+            start, end = window["time"].min(), window["time"].max()
+            span = end - start
+            if series is not None:
+                context = series[(series.index >= start - 3 * span) & (series.index <= end)]
+                ax.plot(context.index, context.to_numpy(), color="grey", lw=1, label="actual")
+            ax.plot(window["time"], window["y_pred"], color="#dd8452", marker="o", ms=3, label="forecast")
+            ax.axvline(start - (span / max(len(window) - 1, 1)), color="black", ls=":", lw=1)
+            ax.set_title(f"fold {fold}: cutoff {(start - span / max(len(window) - 1, 1)).date()}", fontsize=9)
+            ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle("Each fold's forecast against the actual values around its cutoff (dotted)", y=1.06)
+        return _chart("forecast_by_fold", "Forecast vs actual by fold", fig)
+
+
+def _error_by_step(oof: pd.DataFrame) -> Chart:
+    by_step = oof.groupby("step")["error"]
+    with figure() as (fig, ax):
+        steps = by_step.mean().index.to_numpy()
+        ax.bar(steps, np.sqrt(by_step.apply(lambda e: float(np.mean(e ** 2)))), color="#4c72b0", label="RMSE")
+        ax.plot(steps, by_step.mean(), color="#c44e52", marker="o", label="mean error (bias)")
+        ax.axhline(0, color="grey", lw=1)
+        ax.set(xlabel="steps after the cutoff", ylabel="error", title="Error by horizon step (all folds)")
+        ax.set_xticks(steps)
+        ax.legend()
+        return _chart("error_by_step", "Error by horizon step", fig)
+
+
+def _residuals_over_time(oof: pd.DataFrame) -> Chart:
+    with figure(7, 3.5) as (fig, ax):
+        for fold, rows in oof.groupby("fold"):
+            ax.plot(rows["time"], rows["error"], marker="o", ms=3, label=f"fold {fold}")
+        ax.axhline(0, color="grey", lw=1, ls="--")
+        ax.set(xlabel="time", ylabel="actual - forecast", title="Residuals over time")
+        ax.tick_params(axis="x", labelrotation=30)
+        ax.legend(fontsize=7, ncols=2)
+        return _chart("residuals_over_time", "Residuals over time", fig)
