@@ -14,14 +14,15 @@ from raymlx.data import missing_columns, prepare_frame, read_table, resolve_uri
 from raymlx.errors import DataError, SpecError
 from raymlx.folds import make_folds
 from raymlx.metrics import BUILTIN_METRICS
-from raymlx.models.base import MODEL_PACKAGE, parameter_names
+from raymlx.models.base import MODEL_PACKAGE, NotAModel, parameter_names
+from raymlx.models.families import task_problem
 from raymlx.pipeline import STEP_PACKAGE, expand_steps, make_step
 from raymlx.registry import UnresolvedReference, resolve, suggest
 from raymlx.space import continuous_params, grid_size
 from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
 
-__all__ = ["validate", "check_task", "check_pipelines", "check_references", "check_search",
+__all__ = ["validate", "check_task", "check_pipelines", "check_references", "check_model_forms", "check_search",
            "check_metric", "check_leakage", "check_data"]
 
 Found = Iterator[tuple[tuple, str]]
@@ -112,6 +113,21 @@ def check_references(spec: Spec, base_dir: str) -> Found:
                 yield (("pipelines", name, i, "step"), str(exc))
 
 
+def check_model_forms(spec: Spec, base_dir: str) -> Found:
+    """Every model reference is an estimator class, a Darts class, a train function or a factory that serves the task."""
+    for name, model in spec.models.items():
+        try:
+            obj = resolve(model.model, base_dir=base_dir, default_package=MODEL_PACKAGE)
+        except UnresolvedReference:
+            continue  # reported by check_references
+        try:
+            problem = task_problem(obj, model.model, spec.task, dict(model.params))
+        except NotAModel as exc:
+            problem = str(exc)
+        if problem:
+            yield (("models", name, "model"), problem)
+
+
 def check_leakage(spec: Spec, base_dir: str) -> Found:
     """No forecasting step looks closer into the past than the horizon.
 
@@ -193,7 +209,8 @@ def validate(loaded: LoadedSpec, *, read_data: bool = True) -> pd.DataFrame | No
     """
     spec, base = loaded.spec, loaded.base_dir
     found = [*check_task(spec), *check_metric(spec, base), *check_pipelines(spec),
-             *check_references(spec, base), *check_search(spec, base), *check_leakage(spec, base)]
+             *check_references(spec, base), *check_model_forms(spec, base), *check_search(spec, base),
+             *check_leakage(spec, base)]
     frame = None
     if read_data:
         data_found, frame = check_data(spec, base)
