@@ -108,9 +108,8 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
         from raymlx.experiment import run_experiment
 
         frame = run_checks(loaded)
-        with Live(_progress_table({}), console=err, refresh_per_second=4, transient=False) as live:
-            result = run_experiment(loaded, frame, runtime=started[0], verbose=_state["verbose"],
-                                    on_progress=lambda models: live.update(_progress_table(models)))
+        result = _with_progress(lambda on_progress: run_experiment(
+            loaded, frame, runtime=started[0], verbose=_state["verbose"], on_progress=on_progress))
         _print_result(result, loaded.spec)
 
     def stop_ray() -> None:  # after an error's message is printed: it waits for Ray's start to finish
@@ -144,17 +143,40 @@ def _progress_table(models: dict) -> Table:
     return table
 
 
+def _with_progress(run: Callable):
+    """Run with the progress table redrawn live on a terminal; elsewhere (a file, CI) one summary line at the end."""
+    if err.is_terminal:
+        with Live(_progress_table({}), console=err, refresh_per_second=4, transient=False) as live:
+            return run(lambda models: live.update(_progress_table(models)))
+    latest: dict = {}
+    result = run(latest.update)
+    done, failed = sum(p.done for p in latest.values()), sum(p.failed for p in latest.values())
+    starts = [p.started_at for p in latest.values() if p.started_at is not None]
+    wall = max((p.ended_at or p.started_at or 0.0) for p in latest.values()) - min(starts) if starts else 0.0
+    err.print(f"tuned {len(latest)} models: {done} trials, {failed} failed, {wall:.1f} s", highlight=False)
+    return result
+
+
+def _skill(row) -> str:
+    if row.baseline:
+        return "baseline"
+    return "-" if math.isnan(row.skill) else f"{row.skill:+.1%}"
+
+
 def _print_result(result, spec) -> None:
     metric = spec.metric_spec.name
     table = Table(title=f"leaderboard ({metric}, {spec.validation.folds if spec.strategy != 'holdout' else 1} folds)",
                   title_justify="left")
-    for column in ("rank", "model", f"{metric} mean ± std", "best params", "trials", "failed", "wall s"):
+    for column in ("rank", "model", f"{metric} mean ± std", "vs baseline", "best params", "trials", "failed", "wall s"):
         table.add_column(column, justify="left" if column in ("model", "best params") else "right")
     for rank, row in enumerate(result.leaderboard, 1):
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.params.items())
-        table.add_row(str(rank), row.model, f"{_fmt(row.score)} ± {_fmt(row.score_std)}", params or "-",
+        table.add_row(str(rank), row.model, f"{_fmt(row.score)} ± {_fmt(row.score_std)}", _skill(row), params or "-",
                       str(row.trials), str(row.failed), f"{row.wall_time_s:.1f}")
     out.print(table)
+    if result.beats_baseline is False:
+        err.print(f"[yellow]warning:[/yellow] no model beats the baseline ('{result.baseline}' row); "
+                  "the champion predicts no better than it", highlight=False, soft_wrap=True)
     for row in result.leaderboard:
         if row.failed:
             out.print(f"{row.model}: {row.failed} of {row.trials} trials failed; last: {row.last_error}",

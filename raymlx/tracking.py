@@ -17,12 +17,15 @@ from raymlx.select import LeaderboardRow, leaderboard_frame
 from raymlx.spec_io import LoadedSpec
 
 __all__ = ["resolve_tracking_uri", "ensure_experiment", "start_runs", "SessionRuns", "Session", "open_session",
-           "log_leaderboard", "ROLE_TAG", "MODEL_TAG", "SESSION_TAG", "ERROR_TAG"]
+           "log_leaderboard", "ROLE_TAG", "MODEL_TAG", "SESSION_TAG", "ERROR_TAG", "BASELINE_TAG", "EXPERIMENT_KIND_TAG"]
 
 ROLE_TAG = "raymlx.role"        # session | model | trial
 MODEL_TAG = "raymlx.model"      # the spec's model name
 SESSION_TAG = "raymlx.session"  # run id of the session run of one `raymlx tune`
 ERROR_TAG = "raymlx.error"      # why a failed trial failed (last line of its traceback)
+BASELINE_TAG = "raymlx.baseline"  # "auto" on the parent run of the automatic baseline
+# MLflow 3's UI opens an experiment on the view its kind names; runs and their nesting are "Model training".
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 
 
 def resolve_tracking_uri(uri: str, base_dir: str | Path) -> str:
@@ -38,13 +41,20 @@ def _is_local_store(uri: str) -> bool:
 
 
 def ensure_experiment(name: str, *, tracking_uri: str, base_dir: str | Path) -> str:
-    """Get or create the experiment; artifacts of a local store go to ``mlartifacts/`` beside the spec."""
+    """Get or create the experiment; artifacts of a local store go to ``mlartifacts/`` beside the spec.
+
+    The experiment's kind is set to model training (unless it has one), so that ``mlflow ui`` opens on its runs.
+    """
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = (Path(base_dir) / "mlartifacts").resolve().as_uri() if _is_local_store(tracking_uri) else None
-    return client.create_experiment(name, artifact_location=location)
+    if experiment is None:
+        location = (Path(base_dir) / "mlartifacts").resolve().as_uri() if _is_local_store(tracking_uri) else None
+        experiment_id = client.create_experiment(name, artifact_location=location, tags=dict([EXPERIMENT_KIND_TAG]))
+    else:
+        experiment_id = experiment.experiment_id
+        if EXPERIMENT_KIND_TAG[0] not in experiment.tags:
+            client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND_TAG)
+    return experiment_id
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,10 @@ def log_leaderboard(session: Session, board: list[LeaderboardRow], metric: str) 
             client.log_metric(run_id, f"best_{metric}_std", row.score_std)
         for key, value in row.params.items():
             client.log_param(run_id, f"best.{key}", value)
+        if row.skill == row.skill:
+            client.log_metric(run_id, "skill_vs_baseline", row.skill)
+        if row.baseline:
+            client.set_tag(run_id, BASELINE_TAG, "auto")
         client.log_metric(run_id, "trials", row.trials)
         client.log_metric(run_id, "trials_failed", row.failed)
         client.log_metric(run_id, "wall_time_s", row.wall_time_s)
