@@ -186,7 +186,7 @@ def build_model(obj: Any, params: dict[str, Any]) -> Model:
         return TrainFunctionModel(obj, **params)
     made = obj(**params)
     if not (callable(getattr(made, "fit", None)) and callable(getattr(made, "predict", None))):
-        name = getattr(obj, "__qualname__", repr(obj))
+        name = getattr(obj, "__name__", repr(obj))
         raise NotAModel(f"factory '{name}' must return an unfitted estimator with fit and predict, "
                         f"got {type(made).__name__}; a model is {FORMS}")
     return made
