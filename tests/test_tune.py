@@ -79,7 +79,7 @@ def _runs(result, role):
 def test_one_parent_run_per_model(experiment):
     _, loaded, _, result = experiment
     parents = _runs(result, "model")
-    assert sorted(r.data.tags[MODEL_TAG] for r in parents) == sorted(loaded.spec.models)
+    assert sorted(r.data.tags[MODEL_TAG] for r in parents) == sorted([*loaded.spec.models, "baseline"])
     session_ids = {r.data.tags["mlflow.parentRunId"] for r in parents}
     assert session_ids == {result.session_run_id}
 
@@ -121,7 +121,7 @@ def test_failing_trials_are_recorded_and_do_not_stop_the_others(experiment):
 
 def test_champion_alias_loads_and_predicts_raw_rows(experiment):
     _, loaded, frame, result = experiment
-    best = result.leaderboard[0]
+    best = next(r for r in result.leaderboard if r.model == result.champion)
     client = MlflowClient(result.tracking_uri)
     version = client.get_model_version_by_alias("e2e", "champion")
     assert str(version.version) == result.champion_version
@@ -181,7 +181,7 @@ def test_classification_scores_probabilities_and_the_champion_predicts_labels(ra
     (tmp_path / "specs.yaml").write_text(textwrap.dedent(CLASSIFICATION))
     loaded = load_spec(tmp_path / "specs.yaml")
     result = run_experiment(loaded, validate(loaded))
-    assert [r.trials for r in sorted(result.leaderboard, key=lambda r: r.model)] == [3, 3]  # grid of 3 depths
+    assert [r.trials for r in sorted(result.leaderboard, key=lambda r: r.model)] == [1, 3, 3]  # baseline, grids  # grid of 3 depths
     best = result.leaderboard[0]
     assert 0.5 < best.score <= 1.0 and best.score >= result.leaderboard[1].score  # roc_auc: higher is better
     mlflow.set_tracking_uri(result.tracking_uri)
