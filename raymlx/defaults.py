@@ -55,7 +55,7 @@ def baseline_entry(spec: Spec, folds: list[Fold]) -> ModelSpec:
     shortest = min(len(f.train) for f in folds)
     seasons: list[Any] = [s for s in SEASON_LENGTHS if s <= shortest] or [1]
     search = SearchSpec(algorithm="grid", num_samples=len(seasons),
-                        space={"season_length": {"type": "choice", "values": seasons}})  # type: ignore[dict-item]
+                        space={"season_length": {"type": "choice", "values": seasons}})
     return ModelSpec(model="NaiveSeasonal", search=search)
 
 

@@ -73,10 +73,11 @@ def _darts_problem(obj: type, reference: str, task: str) -> str | None:
 
 
 def _fit_problem(obj: type, reference: str) -> str | None:
+    fit = getattr(obj, "fit")
     try:
-        inspect.signature(obj.fit).bind(object(), "X", "y")
+        inspect.signature(fit).bind(object(), "X", "y")
     except TypeError:
-        return (f"'{reference}' has fit{inspect.signature(obj.fit)}, but raymlx calls fit(X, y) on each fold; "
+        return (f"'{reference}' has fit{inspect.signature(fit)}, but raymlx calls fit(X, y) on each fold; "
                 f"wrap it in a train function (def train(X, y, **params): ...) that returns an object with predict(X)")
     except ValueError:  # no signature to read
         pass
