@@ -15,7 +15,7 @@ from raymlx.errors import DataError, SpecError
 from raymlx.folds import make_folds
 from raymlx.metrics import BUILTIN_METRICS
 from raymlx.models.base import MODEL_PACKAGE, NotAModel, parameter_names
-from raymlx.models.families import task_problem
+from raymlx.models.families import learns_from_rows, task_problem
 from raymlx.pipeline import STEP_PACKAGE, expand_steps, make_step
 from raymlx.registry import UnresolvedReference, resolve, suggest
 from raymlx.space import continuous_params, grid_size
@@ -102,7 +102,7 @@ def check_references(spec: Spec, base_dir: str) -> Found:
         try:
             resolve(model.model, base_dir=base_dir, default_package=MODEL_PACKAGE)
         except UnresolvedReference as exc:
-            yield (("models", name, "model"), str(exc))
+            yield (("models", name, "model"), _with_estimator_hint(str(exc), model.model))
     for name, steps in spec.pipelines.items():
         for i, step in enumerate(steps):
             if step.step in spec.pipelines:
@@ -111,6 +111,19 @@ def check_references(spec: Spec, base_dir: str) -> Found:
                 resolve(step.step, base_dir=base_dir, default_package=STEP_PACKAGE)
             except UnresolvedReference as exc:
                 yield (("pipelines", name, i, "step"), str(exc))
+
+
+def _with_estimator_hint(message: str, reference: str) -> str:
+    """A bare scikit-learn class name (``RandomForestRegressor``) gets its full reference suggested instead."""
+    if ":" in reference or "did you mean" in message:
+        return message
+    from sklearn.utils.discovery import all_estimators
+
+    for class_name, cls in all_estimators():
+        if class_name == reference:
+            public = ".".join(cls.__module__.split(".")[:2])  # sklearn.ensemble, not sklearn.ensemble._forest
+            return f"unknown built-in model '{reference}'; did you mean '{public}:{class_name}'?"
+    return message
 
 
 def check_model_forms(spec: Spec, base_dir: str) -> Found:
@@ -126,6 +139,11 @@ def check_model_forms(spec: Spec, base_dir: str) -> Found:
             problem = str(exc)
         if problem:
             yield (("models", name, "model"), problem)
+        elif (spec.task == "forecasting" and model.pipeline is None and not spec.data.future_columns
+              and learns_from_rows(obj, dict(model.params))):
+            yield (("models", name), f"'{model.model}' learns from feature columns, but without a pipeline it gets "
+                   "none (no column is known at the forecast cutoff); give it a pipeline of lags (see the lags, "
+                   "rolling and calendar steps) or use a forecaster (NaiveSeasonal, darts.models:ExponentialSmoothing)")
 
 
 def check_leakage(spec: Spec, base_dir: str) -> Found:

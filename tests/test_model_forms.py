@@ -157,3 +157,17 @@ def test_a_factory_reference_validates_from_a_subfolder(tmp_path):
     path.write_text(path.read_text().replace("{model: 'sub/user_forms.py:make_knn'}", textwrap.dedent(
         "{model: 'sub/user_forms.py:make_knn', search: {space: {n_neighbors: {type: int, low: 1, high: 5}}}}")))
     assert len(validate(load_spec(path))) == 40
+
+
+def test_a_bare_scikit_learn_class_name_gets_its_full_reference_suggested(tmp_path):
+    path = _spec(tmp_path, "regression", {"rf": "RandomForestRegressor"})
+    assert _problems(path) == ["unknown built-in model 'RandomForestRegressor'; "
+                               "did you mean 'sklearn.ensemble:RandomForestRegressor'?"]
+
+
+def test_a_regressor_without_a_pipeline_in_a_forecasting_spec_is_told_it_gets_no_features(tmp_path):
+    path = _spec(tmp_path, "forecasting", {"ridge": "sklearn.linear_model:Ridge", "naive": "NaiveSeasonal"})
+    assert _problems(path) == [
+        "'sklearn.linear_model:Ridge' learns from feature columns, but without a pipeline it gets none (no column "
+        "is known at the forecast cutoff); give it a pipeline of lags (see the lags, rolling and calendar steps) "
+        "or use a forecaster (NaiveSeasonal, darts.models:ExponentialSmoothing)"]

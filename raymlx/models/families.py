@@ -13,7 +13,7 @@ from typing import Any
 
 from raymlx.models.base import FORMS, model_kind, tasks_of
 
-__all__ = ["task_problem"]
+__all__ = ["task_problem", "learns_from_rows"]
 
 # Darts model families one spec entry cannot express, by a class in their MRO, and why.
 _DARTS_UNSUPPORTED = {
@@ -82,6 +82,15 @@ def _fit_problem(obj: type, reference: str) -> str | None:
     except ValueError:  # no signature to read
         pass
     return None
+
+
+def learns_from_rows(obj: Any, params: dict[str, Any]) -> bool:
+    """Whether a reference makes a scikit-learn regressor or classifier: it needs feature columns to learn from."""
+    try:
+        kind = model_kind(obj)
+    except TypeError:
+        return False
+    return kind in ("estimator", "factory") and _family(_instance(obj, kind, params)) is not None
 
 
 def task_problem(obj: Any, reference: str, task: str, params: dict[str, Any]) -> str | None:
