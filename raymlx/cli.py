@@ -153,7 +153,8 @@ def _with_progress(run: Callable):
     done, failed = sum(p.done for p in latest.values()), sum(p.failed for p in latest.values())
     starts = [p.started_at for p in latest.values() if p.started_at is not None]
     wall = max((p.ended_at or p.started_at or 0.0) for p in latest.values()) - min(starts) if starts else 0.0
-    err.print(f"tuned {len(latest)} models: {done} trials, {failed} failed, {wall:.1f} s", highlight=False)
+    models = f"{len(latest) - 1} models and the baseline" if result.baseline in latest else f"{len(latest)} models"
+    err.print(f"tuned {models}: {done} trials, {failed} failed, {wall:.1f} s", highlight=False)
     return result
 
 
@@ -161,6 +162,15 @@ def _skill(row) -> str:
     if row.baseline:
         return "baseline"
     return "-" if math.isnan(row.skill) else f"{row.skill:+.1%}"
+
+
+def _runs_hint(result) -> str:
+    from raymlx.tracking import runs_page
+
+    url = runs_page(result.tracking_uri, result.experiment_id)
+    if result.tracking_uri.startswith(("http://", "https://")):
+        return f"runs: {url}"
+    return f"runs: mlflow ui --backend-store-uri {result.tracking_uri}, then {url}"
 
 
 def _print_result(result, spec) -> None:
@@ -184,6 +194,7 @@ def _print_result(result, spec) -> None:
     if result.champion_uri:
         out.print(f"champion: {result.champion} registered as {result.champion_uri} "
                   f"(version {result.champion_version}) in {result.tracking_uri}", highlight=False, soft_wrap=True)
+        out.print(_runs_hint(result), highlight=False, soft_wrap=True)
     else:
         out.print("no champion: every trial failed", highlight=False)
         raise typer.Exit(1)

@@ -17,7 +17,7 @@ from raymlx.select import LeaderboardRow, leaderboard_frame
 from raymlx.spec_io import LoadedSpec
 
 __all__ = ["resolve_tracking_uri", "ensure_experiment", "start_runs", "SessionRuns", "Session", "open_session",
-           "log_leaderboard", "ROLE_TAG", "MODEL_TAG", "SESSION_TAG", "ERROR_TAG", "BASELINE_TAG", "EXPERIMENT_KIND_TAG"]
+           "log_leaderboard", "runs_page", "ROLE_TAG", "MODEL_TAG", "SESSION_TAG", "ERROR_TAG", "BASELINE_TAG", "EXPERIMENT_KIND_TAG"]
 
 ROLE_TAG = "raymlx.role"        # session | model | trial
 MODEL_TAG = "raymlx.model"      # the spec's model name
@@ -55,6 +55,16 @@ def ensure_experiment(name: str, *, tracking_uri: str, base_dir: str | Path) -> 
         if EXPERIMENT_KIND_TAG[0] not in experiment.tags:
             client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND_TAG)
     return experiment_id
+
+
+def runs_page(tracking_uri: str, experiment_id: str) -> str:
+    """Where MLflow's UI shows the experiment's runs: on the tracking server, or on ``mlflow ui``'s default address.
+
+    MLflow 3's UI opens on its GenAI view unless told otherwise (``workflowType``); its
+    runs and their nesting are on the model training view.
+    """
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
 @dataclass(frozen=True)

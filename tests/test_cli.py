@@ -99,7 +99,7 @@ def test_tune_prints_leaderboard_to_stdout_and_registers(ray_runtime, small_spec
     assert len(ranked) == 2
     assert "champion:" in result.stdout and "models:/cli-small@champion (version 1)" in result.stdout
     # ridge 3, lasso 1 (from --set) and the baseline 1; not a terminal: one summary line, no live table
-    assert "tuned 3 models: 5 trials, 0 failed" in result.stderr and "┃" not in result.stderr
+    assert "tuned 2 models and the baseline: 5 trials, 0 failed" in result.stderr and "┃" not in result.stderr
 
 
 def test_tune_warns_on_stderr_when_no_model_beats_the_baseline(ray_runtime, project):
@@ -131,7 +131,9 @@ def test_tune_output_in_one_file_reads_line_by_line(small_spec):
         assert "leaderboard" not in " ".join(line for line in lines if not line.startswith("leaderboard")), text
         for chatter in ("Successfully registered", "Created version", "already exists", "\r", "\x1b["):
             assert chatter not in text, text
-        assert lines[-1].startswith("champion: ridge registered as models:/cli-small@champion (version 1)"), text
+        assert lines[-2].startswith("champion: ridge registered as models:/cli-small@champion (version 1)"), text
+        assert lines[-1].startswith("runs: mlflow ui --backend-store-uri sqlite:///") and \
+            lines[-1].endswith("?workflowType=machine_learning"), text
     finally:
         _kill_cluster(temp)
         shutil.rmtree(temp, ignore_errors=True)
