@@ -59,15 +59,34 @@ def baseline_entry(spec: Spec, folds: list[Fold]) -> ModelSpec:
     return ModelSpec(model="NaiveSeasonal", search=search)
 
 
+def _listed(spec: Spec, entry: ModelSpec, base_dir: str) -> str | None:
+    """The spec's own model entry that is the baseline's model (``model: NaiveSeasonal``), if any."""
+    target = resolve(entry.model, default_package=MODEL_PACKAGE)
+    for name, model in spec.models.items():
+        try:
+            if resolve(model.model, base_dir=base_dir, default_package=MODEL_PACKAGE) is target:
+                return name
+        except UnresolvedReference:
+            continue
+    return None
+
+
 def prepare(loaded: LoadedSpec, folds: list[Fold]) -> tuple[LoadedSpec, str | None]:
     """The spec as tuned: seeds filled in and the baseline added (unless the spec turns it off).
+
+    A spec that lists the baseline's model itself (a ``NaiveSeasonal`` entry) has that entry
+    marked as the baseline instead of a second one added.
 
     Returns:
         The prepared spec and the baseline's model name (``None`` without one).
     """
     spec = loaded.spec
     models = with_seeds(spec, loaded.base_dir)
-    baseline = baseline_name(spec) if spec.baseline_spec.enabled else None
-    if baseline is not None:
-        models[baseline] = baseline_entry(spec, folds)
+    baseline = None
+    if spec.baseline_spec.enabled:
+        entry = baseline_entry(spec, folds)
+        baseline = _listed(spec, entry, loaded.base_dir)
+        if baseline is None:
+            baseline = baseline_name(spec)
+            models[baseline] = entry
     return dataclasses.replace(loaded, spec=spec.model_copy(update={"models": models})), baseline

@@ -223,3 +223,18 @@ def test_the_same_spec_gives_the_same_board_twice(ray_runtime, tmp_path):
         boards.append([(r.model, r.score, r.score_std, r.params, r.fold_scores) for r in result.leaderboard])
     assert boards[0] == boards[1]
     assert len({row[1] for row in boards[0]}) == 2  # the forest and the baseline
+
+
+def test_a_spec_listing_the_baselines_model_has_that_entry_marked_instead_of_a_second(tmp_path):
+    from raymlx.defaults import prepare
+    from raymlx.folds import make_folds
+
+    spec = _project(tmp_path, "forecasting")
+    spec.write_text(spec.read_text() + "  naive: {model: NaiveSeasonal, params: {season_length: 7}}\n")
+    loaded = load_spec(spec)
+    prepared, baseline = prepare(loaded, make_folds(validate(loaded), loaded.spec))
+    assert baseline == "naive" and list(prepared.spec.models) == list(loaded.spec.models)
+    unlisted, baseline = prepare(load_spec(_project(tmp_path, "forecasting")), make_folds(validate(loaded), loaded.spec))
+    assert baseline == "baseline" and unlisted.spec.models["baseline"].search.space["season_length"].values == \
+        [1, 7, 12, 24, 52]  # 365 is longer than the shortest fold's training part (56 rows)
+    sys.modules.pop("user_first_hour", None)
