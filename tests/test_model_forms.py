@@ -146,10 +146,14 @@ def test_the_seed_parameter_of_each_form():
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.linear_model import LinearRegression
 
+    from darts.models import ExponentialSmoothing
+
     def make(n=1, random_state=None): ...
     def train(X, y, seed=0): ...
-    assert [seed_parameter(o) for o in (RandomForestRegressor, LinearRegression, make, train)] == \
-           ["random_state", None, "random_state", "seed"]
+    def any_kwargs(**params): ...
+    assert [seed_parameter(o) for o in (RandomForestRegressor, LinearRegression, make, train, any_kwargs,
+                                        ExponentialSmoothing)] == \
+           ["random_state", None, "random_state", "seed", None, "random_state"]
 
 
 def test_a_factory_reference_validates_from_a_subfolder(tmp_path):

@@ -210,9 +210,12 @@ def parameter_names(obj: Any) -> set[str] | None:
 
 
 def seed_parameter(obj: Any) -> str | None:
-    """The parameter a model reference takes its random seed by (``random_state``, ``seed``, ...), if any."""
+    """The parameter a model reference names for its random seed (``random_state``, ``seed``, ...), if any.
+
+    Only a parameter its signature names counts (not one ``**kwargs`` might take).
+    """
     try:
-        accepted = parameter_names(obj)
+        named = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj).parameters
     except (TypeError, ValueError):
         return None
-    return next((name for name in SEED_PARAMETERS if accepted and name in accepted), None)
+    return next((name for name in SEED_PARAMETERS if name in named), None)
