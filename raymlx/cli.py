@@ -185,8 +185,8 @@ def _print_result(result, spec) -> None:
                       str(row.trials), str(row.failed), f"{row.wall_time_s:.1f}")
     out.print(table)
     if result.beats_baseline is False:
-        err.print(f"[yellow]warning:[/yellow] no model beats the baseline ('{result.baseline}' row); "
-                  "the champion predicts no better than it", highlight=False, soft_wrap=True)
+        err.print(f"warning: no model beats the baseline ('{result.baseline}' row); "
+                  "the champion predicts no better than it", markup=False, highlight=False, soft_wrap=True)
     for row in result.leaderboard:
         if row.failed:
             out.print(f"{row.model}: {row.failed} of {row.trials} trials failed; last: {row.last_error}",
@@ -196,7 +196,9 @@ def _print_result(result, spec) -> None:
                   f"(version {result.champion_version}) in {result.tracking_uri}", highlight=False, soft_wrap=True)
         out.print(_runs_hint(result), highlight=False, soft_wrap=True)
     else:
-        out.print("no champion: every trial failed", highlight=False)
+        only_baseline = any(r.baseline and r.score == r.score for r in result.leaderboard)
+        out.print("no champion: only the baseline scored (baseline: {may_win: true} lets it win)" if only_baseline
+                  else "no champion: every trial failed", highlight=False, markup=False)
         raise typer.Exit(1)
 
 

@@ -60,14 +60,15 @@ def baseline_entry(spec: Spec, folds: list[Fold]) -> ModelSpec:
 
 
 def _listed(spec: Spec, entry: ModelSpec, base_dir: str) -> str | None:
-    """The spec's own model entry that is the baseline's model (``model: NaiveSeasonal``), if any."""
+    """The spec's own model entry that is the baseline's model with its settings (``model: NaiveSeasonal``), if any."""
     target = resolve(entry.model, default_package=MODEL_PACKAGE)
     for name, model in spec.models.items():
         try:
-            if resolve(model.model, base_dir=base_dir, default_package=MODEL_PACKAGE) is target:
-                return name
+            same = resolve(model.model, base_dir=base_dir, default_package=MODEL_PACKAGE) is target
         except UnresolvedReference:
             continue
+        if same and all(model.params.get(key, value) == value for key, value in entry.params.items()):
+            return name
     return None
 
 
