@@ -229,6 +229,7 @@ def test_a_spec_listing_the_baselines_model_has_that_entry_marked_instead_of_a_s
     from raymlx.defaults import prepare
     from raymlx.folds import make_folds
 
+    sys.modules.pop("user_first_hour", None)  # the module-scoped experiments' copy, from another folder
     spec = _project(tmp_path, "forecasting")
     spec.write_text(spec.read_text() + "  naive: {model: NaiveSeasonal, params: {season_length: 7}}\n")
     loaded = load_spec(spec)
