@@ -67,7 +67,7 @@ def two_nodes():
 def _trial_nodes(project: Path) -> Counter:
     results = [json.loads(line) for path in (project / ".raymlx" / "ray_results").rglob("result.json")
                for line in path.read_text().splitlines() if line.strip()]
-    assert len(results) == 8  # 7 trials and the baseline's
+    assert len(results) == 7
     return Counter(r["node_id"] for r in results)
 
 
