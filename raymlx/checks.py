@@ -20,7 +20,8 @@ from raymlx.data import missing_columns, prepare_frame, read_table, resolve_uri,
 from raymlx.errors import DataError, SpecError, redact, shorten
 from raymlx.folds import make_folds
 from raymlx.metrics import BUILTIN_METRICS
-from raymlx.models.base import MODEL_PACKAGE, is_estimator_class, parameter_names
+from raymlx.models.base import MODEL_PACKAGE, NotAModel, is_estimator_class, parameter_names
+from raymlx.models.families import learns_from_rows, task_problem
 from raymlx.pipeline import STEP_PACKAGE, Pipeline, build_pipeline, expand_steps, make_step
 from raymlx.registry import UnresolvedReference, resolve, suggest
 from raymlx.space import continuous_params, grid_size
@@ -28,7 +29,7 @@ from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
 from raymlx.store import resolve_tracking_uri
 
-__all__ = ["validate", "check_task", "check_pipelines", "check_references", "check_search",
+__all__ = ["validate", "check_task", "check_pipelines", "check_references", "check_model_forms", "check_search",
            "check_metric", "check_leakage", "check_data", "check_pipeline_columns", "check_tracking"]
 
 Found = Iterator[tuple[tuple, str]]
@@ -108,7 +109,7 @@ def check_references(spec: Spec, base_dir: str) -> Found:
         try:
             resolve(model.model, base_dir=base_dir, default_package=MODEL_PACKAGE)
         except UnresolvedReference as exc:
-            yield (("models", name, "model"), str(exc))
+            yield (("models", name, "model"), _with_estimator_hint(str(exc), model.model))
     for name, steps in spec.pipelines.items():
         for i, step in enumerate(steps):
             if step.step in spec.pipelines:
@@ -122,6 +123,39 @@ def check_references(spec: Spec, base_dir: str) -> Found:
                 yield (("pipelines", name, i, "step"),
                        f"'{step.step}' is a model, not a step; a step is a class with fit(frame) and "
                        "transform(frame), or a function f(frame, **params) -> frame (name models under models:)")
+
+
+def _with_estimator_hint(message: str, reference: str) -> str:
+    """A bare scikit-learn class name (``RandomForestRegressor``) gets its full reference suggested instead."""
+    if ":" in reference or "did you mean" in message:
+        return message
+    from sklearn.utils.discovery import all_estimators
+
+    for class_name, cls in all_estimators():
+        if class_name == reference:
+            public = ".".join(cls.__module__.split(".")[:2])  # sklearn.ensemble, not sklearn.ensemble._forest
+            return f"unknown built-in model '{reference}'; did you mean '{public}:{class_name}'?"
+    return message
+
+
+def check_model_forms(spec: Spec, base_dir: str) -> Found:
+    """Every model reference is an estimator class, a Darts class, a train function or a factory that serves the task."""
+    for name, model in spec.models.items():
+        try:
+            obj = resolve(model.model, base_dir=base_dir, default_package=MODEL_PACKAGE)
+        except UnresolvedReference:
+            continue  # reported by check_references
+        try:
+            problem = task_problem(obj, model.model, spec.task, dict(model.params))
+        except NotAModel as exc:
+            problem = str(exc)
+        if problem:
+            yield (("models", name, "model"), problem)
+        elif (spec.task == "forecasting" and model.pipeline is None and not spec.data.future_columns
+              and learns_from_rows(obj, dict(model.params))):
+            yield (("models", name), f"'{model.model}' learns from feature columns, but without a pipeline it gets "
+                   "none (no column is known at the forecast cutoff); give it a pipeline of lags (see the lags, "
+                   "rolling and calendar steps) or use a forecaster (NaiveSeasonal, darts.models:ExponentialSmoothing)")
 
 
 def check_leakage(spec: Spec, base_dir: str) -> Found:
@@ -289,7 +323,8 @@ def validate(loaded: LoadedSpec, *, read_data: bool = True, tracking: bool = Tru
     """
     spec, base = loaded.spec, loaded.base_dir
     found = [*check_task(spec), *check_metric(spec, base), *check_pipelines(spec),
-             *check_references(spec, base), *check_search(spec, base), *check_leakage(spec, base)]
+             *check_references(spec, base), *check_model_forms(spec, base), *check_search(spec, base),
+             *check_leakage(spec, base)]
     if tracking:
         found += check_tracking(spec, base)
     frame = None

@@ -117,9 +117,9 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
 
             from raymlx.report import preload
             threading.Thread(target=preload, name="raymlx-report-imports", daemon=True).start()
-        with Live(_progress_table({}), console=err, refresh_per_second=4, transient=False) as live:
-            result = run_experiment(loaded, frame, runtime=started[0], verbose=_state["verbose"], force_promote=force_promote,
-                                    on_progress=lambda models: live.update(_progress_table(models)))
+        result = _with_progress(lambda on_progress: run_experiment(
+            loaded, frame, runtime=started[0], verbose=_state["verbose"], force_promote=force_promote,
+            on_progress=on_progress))
         _print_result(result, loaded.spec, report=lambda: _tune_report(loaded, frame, result))
 
     def stop_ray() -> None:  # after an error's message is printed: it waits for Ray's start to finish
@@ -222,17 +222,50 @@ def report(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
     _run(action)
 
 
+def _with_progress(run: Callable):
+    """Run with the progress table redrawn live on a terminal; elsewhere (a file, CI) one summary line at the end."""
+    if err.is_terminal:
+        with Live(_progress_table({}), console=err, refresh_per_second=4, transient=False) as live:
+            return run(lambda models: live.update(_progress_table(models)))
+    latest: dict = {}
+    result = run(latest.update)
+    done, failed = sum(p.done for p in latest.values()), sum(p.failed for p in latest.values())
+    starts = [p.started_at for p in latest.values() if p.started_at is not None]
+    wall = max((p.ended_at or p.started_at or 0.0) for p in latest.values()) - min(starts) if starts else 0.0
+    models = f"{len(latest) - 1} models and the baseline" if result.baseline in latest else f"{len(latest)} models"
+    err.print(f"tuned {models}: {done} trials, {failed} failed, {wall:.1f} s", highlight=False)
+    return result
+
+
+def _skill(row) -> str:
+    if row.baseline:
+        return "baseline"
+    return "-" if math.isnan(row.skill) else f"{row.skill:+.1%}"
+
+
+def _runs_hint(result) -> str:
+    from raymlx.tracking import runs_page
+
+    url = runs_page(result.tracking_uri, result.experiment_id)
+    if result.tracking_uri.startswith(("http://", "https://")):
+        return f"runs: {url}"
+    return f"runs: mlflow ui --backend-store-uri {result.tracking_uri}, then {url}"
+
+
 def _print_result(result, spec, report: Callable[[], None] | None = None) -> None:
     metric = spec.metric_spec.name
     table = Table(title=f"leaderboard ({metric}, {spec.validation.folds if spec.strategy != 'holdout' else 1} folds)",
                   title_justify="left")
-    for column in ("rank", "model", f"{metric} mean ± std", "best params", "trials", "failed", "wall s"):
+    for column in ("rank", "model", f"{metric} mean ± std", "vs baseline", "best params", "trials", "failed", "wall s"):
         table.add_column(column, justify="left" if column in ("model", "best params") else "right")
     for rank, row in enumerate(result.leaderboard, 1):
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.params.items())
-        table.add_row(str(rank), row.model, f"{_fmt(row.score)} ± {_fmt(row.score_std)}", params or "-",
+        table.add_row(str(rank), row.model, f"{_fmt(row.score)} ± {_fmt(row.score_std)}", _skill(row), params or "-",
                       str(row.trials), str(row.failed), f"{row.wall_time_s:.1f}")
     out.print(table)
+    if result.beats_baseline is False:
+        err.print(f"warning: no model beats the baseline ('{result.baseline}' row); "
+                  "the champion predicts no better than it", markup=False, highlight=False, soft_wrap=True)
     for row in result.leaderboard:
         if row.failed:
             out.print(f"{row.model}: {row.failed} of {row.trials} trials failed; last: {row.last_error}",
@@ -244,10 +277,13 @@ def _print_result(result, spec, report: Callable[[], None] | None = None) -> Non
         out.print(f"{'promoted' if result.promoted else 'not promoted; the champion stays'}: {result.promotion}"
                   f"{'' if result.promoted else ' (--force-promote promotes it anyway)'}", highlight=False,
                   soft_wrap=True)
+        out.print(_runs_hint(result), highlight=False, soft_wrap=True)
         if report is not None:
             report()
     else:
-        out.print("no champion: every trial failed", highlight=False)
+        only_baseline = any(r.baseline and r.score == r.score for r in result.leaderboard)
+        out.print("no champion: only the baseline scored (baseline: {may_win: true} lets it win)" if only_baseline
+                  else "no champion: every trial failed", highlight=False, markup=False)
         raise typer.Exit(1)
 
 

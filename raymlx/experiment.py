@@ -22,6 +22,7 @@ from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
 from raymlx.champion import register_champion, user_code_paths
+from raymlx.defaults import prepare
 from raymlx.errors import RaymlxError
 from raymlx.folds import Fold, make_folds
 from raymlx.metrics import Metric, get_metric
@@ -29,7 +30,7 @@ from raymlx.pipeline import build_pipeline, fold_features
 from raymlx.progress import ModelProgress, ProgressCallback
 from raymlx.runtime import BackgroundRuntime, trial_actor_env
 from raymlx.search import ModelSearcher, model_searcher
-from raymlx.select import LeaderboardRow, build_leaderboard
+from raymlx.select import LeaderboardRow, beats_baseline, build_leaderboard, champion_row
 from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
 from raymlx.tracking import Session, log_leaderboard, open_session, resolve_tracking_uri
@@ -53,7 +54,11 @@ class TrackingFailed(RaymlxError):
 @dataclass(frozen=True)
 class ExperimentResult:
     """What ``raymlx tune`` produced: the leaderboard, the champion (``None`` when every trial failed), and where
-    MLflow holds it all."""
+    MLflow holds it all.
+
+    ``baseline`` names the automatic baseline's row (``None`` when the spec turns it off);
+    ``beats_baseline`` is ``False`` when no model scored better than it.
+    """
 
     leaderboard: list[LeaderboardRow]
     champion: str | None
@@ -64,6 +69,8 @@ class ExperimentResult:
     experiment_id: str
     promoted: bool = False  # whether the new version took the `champion` alias (else it is the `challenger`)
     promotion: str | None = None  # why, with both scores
+    baseline: str | None = None  # the baseline's row on the leaderboard
+    beats_baseline: bool | None = None  # whether some model beat it (None without a scored baseline)
 
 
 def compute_fold_features(spec: Spec, frame: pd.DataFrame, folds: list[Fold], *,
@@ -106,18 +113,20 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
         verbose: Show Ray's worker output.
         force_promote: Give the new winner the ``champion`` alias even if it does not beat the current one.
     """
-    spec, base_dir = loaded.spec, loaded.base_dir
-    runtime = runtime or BackgroundRuntime(spec.runtime, address=address, base_dir=base_dir, verbose=verbose)
+    base_dir = loaded.base_dir
+    runtime = runtime or BackgroundRuntime(loaded.spec.runtime, address=address, base_dir=base_dir, verbose=verbose)
     try:
-        metric = get_metric(spec.metric_spec.name, spec.metric_spec.mode, base_dir=base_dir)
+        metric = get_metric(loaded.spec.metric_spec.name, loaded.spec.metric_spec.mode, base_dir=base_dir)
         with _phase("fold features"):
-            folds = make_folds(frame, spec)
+            folds = make_folds(frame, loaded.spec)
+            loaded, baseline = prepare(loaded, folds)
+            spec = loaded.spec
             features = compute_fold_features(spec, frame, folds, base_dir=base_dir)
         progress, session = _tune_while_opening(loaded, frame, folds, features, metric, runtime, on_progress)
         try:
             board = build_leaderboard(progress.results, models=list(spec.models), metric=metric.name, mode=metric.mode,
                                       wall_times={n: p.wall_time_s for n, p in progress.models.items()},
-                                      errors={n: p.last_error for n, p in progress.models.items()})
+                                      errors={n: p.last_error for n, p in progress.models.items()}, baseline=baseline)
             with ThreadPoolExecutor(1) as pool:  # Ray's shutdown (about a second) overlaps the champion's refit
                 finishing = pool.submit(_finish, loaded, frame, folds, board, session, metric, force_promote)
                 runtime.shutdown()
@@ -156,16 +165,18 @@ def _finish(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold], board: l
     """Log the leaderboard and register the winner through the promotion gate: everything after tuning that needs
     no Ray."""
     log_leaderboard(session, board, metric.name)
-    if not board or board[0].score != board[0].score:  # NaN: every trial failed
+    baseline = next((r.model for r in board if r.baseline), None)
+    best = champion_row(board, baseline_may_win=loaded.spec.baseline_spec.may_win)
+    if best is None:  # every trial failed
         return ExperimentResult(board, None, None, None, session.session_id, session.tracking_uri,
-                                session.experiment_id)
+                                session.experiment_id, baseline=baseline, beats_baseline=beats_baseline(board))
     with _phase("champion refit and registration"):
-        champion = register_champion(loaded, frame, board[0], metric=metric, folds=folds,
+        champion = register_champion(loaded, frame, best, metric=metric, folds=folds,
                                      tracking_uri=session.tracking_uri, run_id=session.session_id,
                                      experiment_id=session.experiment_id, force_promote=force_promote)
     return ExperimentResult(board, champion.model, champion.uri, champion.version, session.session_id,
                             session.tracking_uri, session.experiment_id, champion.decision.promote,
-                            champion.decision.reason)
+                            champion.decision.reason, baseline, beats_baseline(board))
 
 
 @contextmanager

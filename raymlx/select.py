@@ -10,7 +10,7 @@ import pandas as pd
 
 from raymlx._result import PREDICTIONS_KEY, failure_of
 
-__all__ = ["LeaderboardRow", "build_leaderboard", "leaderboard_frame"]
+__all__ = ["LeaderboardRow", "build_leaderboard", "leaderboard_frame", "skill", "champion_row", "beats_baseline"]
 
 
 @dataclass
@@ -27,11 +27,45 @@ class LeaderboardRow:
     fold_scores: list[float] = field(default_factory=list)
     last_error: str | None = None
     predictions: dict[str, Any] | None = field(default=None, repr=False)  # the best trial's, per fold
+    baseline: bool = False
+    skill: float = math.nan  # relative improvement on the baseline's score: 0.25 = 25 % better (see skill())
+
+
+def skill(score: float, baseline: float, mode: str) -> float:
+    """How much better than the baseline a score is, relative to the baseline's: positive is better.
+
+    ``(baseline - score) / |baseline|`` for a metric to minimise (the relative error
+    reduction), ``(score - baseline) / |baseline|`` for one to maximise; NaN when the
+    baseline scored 0 or not at all.
+    """
+    if math.isnan(score) or math.isnan(baseline) or baseline == 0:
+        return math.nan
+    gain = baseline - score if mode == "min" else score - baseline
+    return gain / abs(baseline)
+
+
+def champion_row(board: list[LeaderboardRow], *, baseline_may_win: bool = False) -> LeaderboardRow | None:
+    """The best row that scored and may be the champion (the baseline only when allowed), if any."""
+    for row in board:
+        if not math.isnan(row.score) and (baseline_may_win or not row.baseline):
+            return row
+    return None
+
+
+def beats_baseline(board: list[LeaderboardRow]) -> bool | None:
+    """Whether some model scored better than the baseline; ``None`` without a scored baseline."""
+    base = next((r for r in board if r.baseline), None)
+    if base is None or math.isnan(base.score):
+        return None
+    return any(r.skill > 0 for r in board if not r.baseline)
 
 
 def build_leaderboard(results, *, models: list[str], metric: str, mode: str, wall_times: dict[str, float],
-                      errors: dict[str, str | None] | None = None) -> list[LeaderboardRow]:
-    """One row per model, best first; a model whose trials all failed comes last with a NaN score."""
+                      errors: dict[str, str | None] | None = None, baseline: str | None = None) -> list[LeaderboardRow]:
+    """One row per model, best first; a model whose trials all failed comes last with a NaN score.
+
+    With ``baseline`` (a model's name), that row is marked and every row gets its skill against it.
+    """
     rows = []
     for name in models:
         mine = [r for r in results if r.config and r.config.get("model") == name]
@@ -49,6 +83,10 @@ def build_leaderboard(results, *, models: list[str], metric: str, mode: str, wal
             last_error=(errors or {}).get(name),
             predictions=best.metrics.get(PREDICTIONS_KEY) if best else None,
         ))
+    base = next((r for r in rows if r.model == baseline), None)
+    for row in rows:
+        row.baseline = row is base
+        row.skill = skill(row.score, base.score, mode) if base is not None else math.nan
     sign = 1 if mode == "min" else -1
     return sorted(rows, key=lambda r: (math.isnan(r.score), sign * r.score if not math.isnan(r.score) else 0))
 

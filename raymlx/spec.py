@@ -11,7 +11,7 @@ __all__ = [
     "Spec", "DataSpec", "ValidationSpec", "MetricSpec", "TrackingSpec", "RuntimeSpec",
     "StepSpec", "ModelSpec", "SearchSpec", "ResourcesSpec", "FloatParam", "IntParam",
     "ChoiceParam", "Param", "ServeSpec", "AutoscalingSpec", "BatchingSpec", "PromotionSpec", "ReportSpec",
-    "DEFAULT_TRACKING_URI",
+    "BaselineSpec", "DEFAULT_TRACKING_URI",
 ]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # the embedded store, next to the spec
@@ -136,6 +136,14 @@ class ModelSpec(SpecModel):
     max_failures: int = Field(0, ge=0, description="Retries of a trial that raises before it is recorded as failed.")
 
 
+class BaselineSpec(SpecModel):
+    enabled: bool = Field(True, description=(
+        "Add the baseline to the leaderboard: the mean (regression), the majority class (classification) or the "
+        "seasonal naive forecast with the best of a few season lengths (forecasting), scored on the same folds."))
+    may_win: bool = Field(False, description="Let the baseline be the champion when no model beats it; "
+                                             "default: the best other model is registered, with a warning.")
+
+
 class AutoscalingSpec(SpecModel):
     min_replicas: int = Field(1, ge=0, description="Fewest replicas.")
     max_replicas: int = Field(2, ge=1, description="Most replicas.")
@@ -194,6 +202,14 @@ class Spec(SpecModel):
     serve: ServeSpec = Field(default_factory=ServeSpec, description="How the champion is served.")
     promotion: PromotionSpec = Field(default_factory=PromotionSpec, description="When a new winner replaces the champion.")
     report: ReportSpec = Field(default_factory=ReportSpec, description="Charts, explanations and the HTML report.")
+    baseline: Union[bool, BaselineSpec] = Field(True, description=(
+        "The baseline row every leaderboard carries and every model's skill is measured against; "
+        "false leaves it out (see BaselineSpec)."))
+
+    @property
+    def baseline_spec(self) -> BaselineSpec:
+        """The baseline section, with ``baseline: true|false`` read as ``enabled``."""
+        return BaselineSpec(enabled=self.baseline) if isinstance(self.baseline, bool) else self.baseline
 
     @property
     def metric_spec(self) -> MetricSpec:

@@ -20,12 +20,16 @@ from raymlx.select import LeaderboardRow, leaderboard_frame
 from raymlx.spec_io import LoadedSpec
 
 __all__ = ["resolve_tracking_uri", "ensure_experiment", "start_runs", "SessionRuns", "Session", "open_session",
-           "log_spec", "log_leaderboard", "ROLE_TAG", "MODEL_TAG", "SESSION_TAG", "ERROR_TAG"]
+           "log_spec", "log_leaderboard", "runs_page", "ROLE_TAG", "MODEL_TAG", "SESSION_TAG", "ERROR_TAG",
+           "BASELINE_TAG", "EXPERIMENT_KIND_TAG"]
 
 ROLE_TAG = "raymlx.role"        # session | model | trial
 MODEL_TAG = "raymlx.model"      # the spec's model name
 SESSION_TAG = "raymlx.session"  # run id of the session run of one `raymlx tune`
 ERROR_TAG = "raymlx.error"      # why a failed trial failed (last line of its traceback)
+BASELINE_TAG = "raymlx.baseline"  # "auto" on the parent run of the automatic baseline
+# MLflow 3's UI opens an experiment on the view its kind names; runs and their nesting are "Model training".
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 
 
 def _is_local_store(uri: str) -> bool:
@@ -33,13 +37,30 @@ def _is_local_store(uri: str) -> bool:
 
 
 def ensure_experiment(name: str, *, tracking_uri: str, base_dir: str | Path) -> str:
-    """Get or create the experiment; artifacts of a local store go to ``mlartifacts/`` beside the spec."""
+    """Get or create the experiment; artifacts of a local store go to ``mlartifacts/`` beside the spec.
+
+    The experiment's kind is set to model training (unless it has one), so that ``mlflow ui`` opens on its runs.
+    """
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = (Path(base_dir) / "mlartifacts").resolve().as_uri() if _is_local_store(tracking_uri) else None
-    return client.create_experiment(name, artifact_location=location)
+    if experiment is None:
+        location = (Path(base_dir) / "mlartifacts").resolve().as_uri() if _is_local_store(tracking_uri) else None
+        experiment_id = client.create_experiment(name, artifact_location=location, tags=dict([EXPERIMENT_KIND_TAG]))
+    else:
+        experiment_id = experiment.experiment_id
+        if EXPERIMENT_KIND_TAG[0] not in experiment.tags:
+            client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND_TAG)
+    return experiment_id
+
+
+def runs_page(tracking_uri: str, experiment_id: str) -> str:
+    """Where MLflow's UI shows the experiment's runs: on the tracking server, or on ``mlflow ui``'s default address.
+
+    MLflow 3's UI opens on its GenAI view unless told otherwise (``workflowType``); its
+    runs and their nesting are on the model training view.
+    """
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
 @dataclass(frozen=True)
@@ -114,6 +135,10 @@ def log_leaderboard(session: Session, board: list[LeaderboardRow], metric: str) 
             client.log_metric(run_id, f"best_{metric}_std", row.score_std)
         for key, value in row.params.items():
             client.log_param(run_id, f"best.{key}", value)
+        if row.skill == row.skill:
+            client.log_metric(run_id, "skill_vs_baseline", row.skill)
+        if row.baseline:
+            client.set_tag(run_id, BASELINE_TAG, "auto")
         client.log_metric(run_id, "trials", row.trials)
         client.log_metric(run_id, "trials_failed", row.failed)
         client.log_metric(run_id, "wall_time_s", row.wall_time_s)

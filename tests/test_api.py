@@ -18,6 +18,7 @@ name: api
 task: regression
 data: {uri: data/diabetes.csv, target: progression}
 validation: {strategy: kfold, folds: 3}
+baseline: false
 models:
   ridge:
     model: sklearn.linear_model:Ridge
@@ -58,8 +59,8 @@ def test_validate_raises_the_spec_error_the_command_line_prints(spec):
 
 def test_tune_registers_a_champion_that_load_champion_returns(ray_runtime, spec):
     result = raymlx.tune(spec, overrides={"models.tree.search.num_samples": 1})
-    assert [row.trials for row in sorted(result.leaderboard, key=lambda r: r.model)] == [2, 1]
-    assert result.champion == result.leaderboard[0].model
+    assert [row.trials for row in sorted(result.leaderboard, key=lambda r: r.model)] == [1, 2, 1]  # baseline, ridge, tree
+    assert result.champion == result.leaderboard[0].model != "baseline"
     champion = raymlx.load_champion(spec)
     rows = raymlx.validate(spec).drop(columns="progression").head(5)
     mlflow.set_tracking_uri(result.tracking_uri)

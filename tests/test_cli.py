@@ -98,9 +98,49 @@ def test_tune_prints_leaderboard_to_stdout_and_registers(ray_runtime, small_spec
     ranked = [line for line in lines if "│ ridge" in line or "│ lasso" in line]
     assert len(ranked) == 2
     assert "champion:" in result.stdout and "models:/cli-small@champion (version 1)" in result.stdout
-    assert "1/1" in result.stderr  # the lasso budget came from --set, shown in the progress table
     assert f"report: {small_spec.parent / 'report.html'}" in " ".join(result.stdout.split())  # written at the end
     assert 'id="model-lasso"' in (small_spec.parent / "report.html").read_text()
+    # ridge 3, lasso 1 (from --set) and the baseline 1; not a terminal: one summary line, no live table
+    assert "tuned 2 models and the baseline: 5 trials, 0 failed" in result.stderr and "┃" not in result.stderr
+
+
+def test_tune_warns_on_stderr_when_no_model_beats_the_baseline(ray_runtime, project):
+    spec = project / "specs.yaml"
+    spec.write_text(SMALL.split("models:")[0] + "models:\n  zero: {model: sklearn.dummy:DummyRegressor, "
+                    "params: {strategy: constant, constant: 0}}\n")
+    result = runner.invoke(app, ["tune", str(spec)])
+    assert result.exit_code == 0, result.stderr
+    assert "warning: no model beats the baseline ('baseline' row)" in result.stderr
+    assert "champion: zero registered" in result.stdout
+
+
+def test_tune_output_in_one_file_reads_line_by_line(small_spec):
+    """stdout and stderr into one file, as in a CI log: the leaderboard title on its own line, one progress summary,
+    no live redraws and no MLflow registry chatter."""
+    temp = tempfile.mkdtemp(prefix="rmxo", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    log = small_spec.parent / "tune.log"
+    try:
+        with log.open("w") as both:
+            process = subprocess.run([sys.executable, "-m", "raymlx.cli", "tune", str(small_spec),
+                                      "--set", "runtime.num_cpus=1"], stdout=both, stderr=both, text=True,
+                                     timeout=300, env={**env, "RAY_TMPDIR": temp}, cwd=temp)
+        text = log.read_text()
+        assert process.returncode == 0, text[-3000:]
+        lines = text.splitlines()
+        assert [line for line in lines if line.startswith("leaderboard (rmse, 3 folds)")], text
+        assert len([line for line in lines if line.startswith("tuned ")]) == 1, text
+        assert "leaderboard" not in " ".join(line for line in lines if not line.startswith("leaderboard")), text
+        for chatter in ("Successfully registered", "Created version", "already exists", "\r", "\x1b["):
+            assert chatter not in text, text
+        champion = next(i for i, line in enumerate(lines) if line.startswith("champion: "))
+        assert lines[champion].startswith("champion: ridge registered as models:/cli-small@champion (version 1)")
+        assert lines[champion + 1] == "promoted: first champion", text
+        assert lines[champion + 2].startswith("runs: mlflow ui --backend-store-uri sqlite:///") and \
+            lines[champion + 2].endswith("?workflowType=machine_learning"), text
+    finally:
+        _kill_cluster(temp)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_tune_on_bad_data_exits_2_and_ends_the_ray_runtime_it_started_meanwhile(small_spec):

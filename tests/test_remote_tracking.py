@@ -22,6 +22,7 @@ from raymlx.experiment import run_experiment
 
 SPEC = """
 name: remote
+baseline: false  # this test counts runs and trials: no baseline row among them
 task: regression
 data: {uri: data/diabetes.csv, target: progression}
 validation: {folds: 3}

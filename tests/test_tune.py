@@ -20,6 +20,7 @@ from raymlx.experiment import run_experiment
 
 SPEC = """
 name: e2e
+baseline: false  # this test counts runs and trials: no baseline row among them
 task: regression
 data: {uri: data/diabetes.csv, target: progression}
 validation: {strategy: kfold, folds: 3}
@@ -136,7 +137,7 @@ REFIT = {"ridge": (Ridge, _standardised),
 
 def test_champion_alias_loads_and_predicts_raw_rows(experiment):
     _, loaded, frame, result = experiment
-    best = result.leaderboard[0]
+    best = next(r for r in result.leaderboard if r.model == result.champion)
     client = MlflowClient(result.tracking_uri)
     version = client.get_model_version_by_alias("e2e", "champion")
     assert str(version.version) == result.champion_version
@@ -196,7 +197,7 @@ def test_classification_scores_probabilities_and_the_champion_predicts_labels(ra
     (tmp_path / "specs.yaml").write_text(textwrap.dedent(CLASSIFICATION))
     loaded = load_spec(tmp_path / "specs.yaml")
     result = run_experiment(loaded, validate(loaded))
-    assert [r.trials for r in sorted(result.leaderboard, key=lambda r: r.model)] == [3, 3]  # grid of 3 depths
+    assert [r.trials for r in sorted(result.leaderboard, key=lambda r: r.model)] == [1, 3, 3]  # baseline, grids  # grid of 3 depths
     best = result.leaderboard[0]
     assert 0.5 < best.score <= 1.0 and best.score >= result.leaderboard[1].score  # roc_auc: higher is better
     mlflow.set_tracking_uri(result.tracking_uri)
@@ -244,6 +245,7 @@ def broken(X, y, *, strength=1.0):
 
 CONCURRENT = """
 name: concurrent
+baseline: false  # this test counts runs and trials: no baseline row among them
 task: regression
 data: {uri: data/diabetes.csv, target: progression}
 validation: {folds: 2}
@@ -291,6 +293,7 @@ def test_trials_of_every_model_run_at_the_same_time(ray_runtime, project):
 
 SAME_EITHER_WAY = """
 name: either-way
+baseline: false  # this test counts runs and trials: no baseline row among them
 task: regression
 data: {uri: data/diabetes.csv, target: progression}
 validation: {folds: 3}

@@ -11,6 +11,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
@@ -140,6 +141,19 @@ def _requirements(extra_modules: list[str]) -> list[str]:
     return pins
 
 
+def _register(client: MlflowClient, name: str, *, model_uri: str, model_id: str, run_id: str) -> str:
+    """Register a logged model as a new version of ``name`` (created on first use); returns the version.
+
+    Through the client, which, unlike ``log_model(registered_model_name=...)``, prints nothing.
+    """
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    return str(client.create_model_version(name, source=model_uri, run_id=run_id, model_id=model_id).version)
+
+
 def log_champion(predictor: FittedPredictor, *, run_id: str, experiment_id: str, registered_model: str,
                  code_paths: list[str], metadata: dict[str, Any], sample: pd.DataFrame,
                  alias: str = CHAMPION_ALIAS) -> tuple[str, str]:
@@ -155,8 +169,8 @@ def log_champion(predictor: FittedPredictor, *, run_id: str, experiment_id: str,
             signature=infer_signature(sample, predictor.predict(sample)), input_example=sample,
             code_paths=[str(Path(p)) for p in code_paths] or None,
             pip_requirements=_requirements(list(requirements_of(predictor.model))),
-            registered_model_name=registered_model,
         )
-    version = str(info.registered_model_version)
+    version = _register(MlflowClient(), registered_model, model_uri=info.model_uri, model_id=info.model_id,
+                        run_id=run_id)
     MlflowClient().set_registered_model_alias(registered_model, alias, version)
     return f"models:/{registered_model}@{alias}", version

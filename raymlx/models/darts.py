@@ -54,6 +54,7 @@ class DartsModel:
     """
 
     refit_on_history: ClassVar[bool] = True  # it keeps its own state of the series: a new history means a new fit
+    tasks: ClassVar[tuple[str, ...]] = ("forecasting",)  # it forecasts the target from its own past
     requirements: ClassVar[tuple[str, ...]] = ("darts",)  # pip requirements of its MLflow model
     extra: ClassVar[str | None] = "forecasting"  # the raymlx extra that installs them
 

@@ -21,6 +21,7 @@ class NaiveSeasonal:
     """
 
     refit_on_history: ClassVar[bool] = True  # it keeps its own state of the series: a new history means a new fit
+    tasks: ClassVar[tuple[str, ...]] = ("forecasting",)  # it forecasts the target from its own past
 
     def __init__(self, season_length: int = 7) -> None:
         if season_length < 1:

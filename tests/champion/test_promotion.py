@@ -27,6 +27,7 @@ def _spec(models: str, margin: float = 0.0) -> str:
         data: {{uri: data/diabetes.csv, target: progression}}
         validation: {{strategy: kfold, folds: 3}}
         promotion: {{metric_margin: {margin}}}
+        baseline: false
         models:
         """) + textwrap.indent(textwrap.dedent(models), "  ")
 
