@@ -131,3 +131,17 @@ def test_without_an_address_a_run_starts_its_own_runtime_beside_one_ray_start_le
     finally:
         _kill_cluster(temp)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_in_a_ray_job_the_jobs_working_dir_carries_the_spec_folder(tmp_path, monkeypatch):
+    from raymlx.errors import UserInputError
+    from raymlx.runtime import _working_dir
+
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    assert _working_dir(str(tmp_path))["working_dir"] == str(tmp_path)  # not in a job: the spec's folder is shipped
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", '{"runtime_env": {"working_dir": "gcs://_ray_pkg_1.zip"}}')
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    assert _working_dir(str(tmp_path / "sub")) == {}  # Ray refuses a second working_dir beside the job's
+    with pytest.raises(UserInputError, match="outside the Ray Job's working directory"):
+        _working_dir(str(tmp_path.parent))
