@@ -182,7 +182,7 @@ def cluster():
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_ray_up_then_a_job_tunes_on_the_cluster_and_registers_the_champion(cluster, project):
+def test_ray_up_then_a_job_tunes_on_the_cluster_registers_the_champion_and_the_head_serves_it(cluster, project):
     from mlflow import MlflowClient
 
     (project / "specs.yaml").write_text(SPEC.replace("TRACKING", str(cluster["base"])))
@@ -196,3 +196,27 @@ def test_ray_up_then_a_job_tunes_on_the_cluster_and_registers_the_champion(clust
     print(f"ray up took {cluster['up_seconds']:.0f} s")
     client = MlflowClient(f"sqlite:///{cluster['base']}/mlflow.db")
     assert client.get_model_version_by_alias("on-the-cluster", "champion").version in (1, "1")
+    _serves_the_champion_from_the_head(cluster, project)
+
+
+def _serves_the_champion_from_the_head(cluster, project) -> None:
+    """`raymlx serve --detach` run on the head (as over `ray attach`) answers; `--stop` ends it."""
+    import httpx
+
+    base, laptop, config = cluster["base"], cluster["laptop"], cluster["config"]
+    synced = _ray_cli(base, laptop, "rsync-up", config, f"{project}/", "~/project/")
+    assert synced.returncode == 0, synced.stdout[-2000:] + synced.stderr[-2000:]
+    port = _free_port()
+    serve = f"cd ~/project && RAY_AUTH_MODE=token raymlx serve specs.yaml --address auto --set serve.port={port}"
+    started = _ray_cli(base, laptop, "exec", config, f"{serve} --detach")
+    try:
+        assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+        assert f"at http://127.0.0.1:{port}" in started.stdout, started.stdout[-2000:]
+        row = {"age": 59.0, "sex": 2.0, "bmi": 32.1, "bp": 101.0, "s1": 157.0, "s2": 93.2, "s3": 38.0, "s4": 4.0,
+               "s5": 4.8598, "s6": 87.0}
+        answer = httpx.post(f"http://127.0.0.1:{port}/predict", json={"records": [row]}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["predictions"]) == 1
+    finally:
+        stopped = _ray_cli(base, laptop, "exec", config, f"{serve} --stop")
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stdout[-2000:] + stopped.stderr[-2000:]
