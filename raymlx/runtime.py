@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import sys
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import ray
 
 from raymlx import _compat
+from raymlx.errors import UserInputError
 from raymlx.spec import RuntimeSpec
 
 __all__ = ["init_ray", "shutdown_ray", "BackgroundRuntime", "trial_actor_env"]
 
 _TUNE_ACTOR_ENV = ("PL_DISABLE_FORK", "1")
+_JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # what Ray's job manager gives a job's driver: its runtime env
 
 
 def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False) -> bool:
@@ -31,8 +35,7 @@ def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str,
     address = address or runtime.address or os.environ.get("RAY_ADDRESS")
     level = logging.INFO if verbose else logging.ERROR
     if address:
-        ray.init(address=address, log_to_driver=verbose, logging_level=level, runtime_env={
-            "working_dir": base_dir, "excludes": ["mlflow.db", "mlartifacts/", ".raymlx/", ".venv/"]})
+        ray.init(address=address, log_to_driver=verbose, logging_level=level, runtime_env=_working_dir(base_dir))
     else:
         # Every worker of a runtime started here inherits this process's environment: set what Tune
         # would give each trial actor as an environment of its own (see trial_actor_env).
@@ -41,6 +44,22 @@ def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str,
             ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=verbose,
                      logging_level=level, object_store_memory=runtime.object_store_memory_mb * 1024 * 1024)
     return True
+
+
+def _working_dir(base_dir: str) -> dict:
+    """The spec's folder as every worker's working directory, unless the Ray Job this driver runs in ships one.
+
+    Ray refuses a ``working_dir`` of the driver's own beside the job's (``ray job submit --working-dir``); the job's
+    is the driver's current directory, so the spec's files reach the workers when the spec's folder lies inside it.
+    """
+    job = json.loads(os.environ.get(_JOB_CONFIG_ENV) or "{}")
+    if not (job.get("runtime_env") or {}).get("working_dir"):
+        return {"working_dir": base_dir, "excludes": ["mlflow.db", "mlartifacts/", ".raymlx/", ".venv/"]}
+    job_dir = Path.cwd().resolve()
+    if not Path(base_dir).resolve().is_relative_to(job_dir):
+        raise UserInputError(f"the spec's folder {base_dir} is outside the Ray Job's working directory {job_dir}: "
+                             "submit the job with --working-dir set to the spec's folder")
+    return {}
 
 
 def shutdown_ray() -> None:

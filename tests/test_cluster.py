@@ -71,9 +71,32 @@ def _trial_nodes(project: Path) -> Counter:
     return Counter(r["node_id"] for r in results)
 
 
-def _tune(project: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    (project / "sleepy.py").write_text(SLEEPY)
-    (project / "specs.yaml").write_text(textwrap.dedent(CONCURRENT))
+# Two trials that run at once on a cluster of two 1-CPU nodes run on different nodes. A fit waits (up to two minutes)
+# until a trial in another process has started, so on a loaded machine the head cannot finish every trial before the
+# worker node's first trial actor is up; a worker node that cannot run trials leaves every trial on the head.
+MEETING = SLEEPY + '''
+import os
+
+class Meeting(Sleepy):
+    def __init__(self, seconds=0.4, meet=""):
+        super().__init__(seconds)
+        self.meet = meet
+    def fit(self, X, y):
+        os.makedirs(self.meet, exist_ok=True)
+        open(os.path.join(self.meet, str(os.getpid())), "w").close()  # the folds of a trial run in one process
+        deadline = time.monotonic() + 120
+        while len(os.listdir(self.meet)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return super().fit(X, y)
+'''
+
+
+def _tune(project: Path, env: dict, *args: str, meet: bool = False) -> subprocess.CompletedProcess:
+    (project / "sleepy.py").write_text(MEETING)
+    spec = textwrap.dedent(CONCURRENT)
+    if meet:
+        spec = spec.replace("model: sleepy.py:Sleepy", f"model: sleepy.py:Meeting\n    params: {{meet: {project / 'met'}}}")
+    (project / "specs.yaml").write_text(spec)
     process = subprocess.run([sys.executable, "-m", "raymlx.cli", "tune", str(project / "specs.yaml"), *args],
                              cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert process.returncode == 0, process.stderr[-3000:]
@@ -85,9 +108,9 @@ def _tune(project: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
 def test_trials_are_placed_on_both_nodes(two_nodes, project, how):
     address, env = two_nodes
     if how == "--address":
-        _tune(project, env, "--address", address)
+        _tune(project, env, "--address", address, meet=True)
     else:  # as in a Ray Job: the job's driver finds its cluster in $RAY_ADDRESS
-        _tune(project, {**env, "RAY_ADDRESS": address})
+        _tune(project, {**env, "RAY_ADDRESS": address}, meet=True)
     nodes = _trial_nodes(project)
     assert len(nodes) == 2, nodes  # the spec's own files reached the worker node too
 
@@ -108,3 +131,17 @@ def test_without_an_address_a_run_starts_its_own_runtime_beside_one_ray_start_le
     finally:
         _kill_cluster(temp)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_in_a_ray_job_the_jobs_working_dir_carries_the_spec_folder(tmp_path, monkeypatch):
+    from raymlx.errors import UserInputError
+    from raymlx.runtime import _working_dir
+
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    assert _working_dir(str(tmp_path))["working_dir"] == str(tmp_path)  # not in a job: the spec's folder is shipped
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", '{"runtime_env": {"working_dir": "gcs://_ray_pkg_1.zip"}}')
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    assert _working_dir(str(tmp_path / "sub")) == {}  # Ray refuses a second working_dir beside the job's
+    with pytest.raises(UserInputError, match="outside the Ray Job's working directory"):
+        _working_dir(str(tmp_path.parent))
