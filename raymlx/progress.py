@@ -27,12 +27,13 @@ class ModelProgress:
     started_at: float | None = None
     ended_at: float | None = None
     last_error: str | None = None
+    earlier_s: float = 0.0  # wall time before an interruption, when resumed
 
     @property
     def wall_time_s(self) -> float:
         if self.started_at is None:
-            return 0.0
-        return (self.ended_at or time.time()) - self.started_at
+            return self.earlier_s
+        return self.earlier_s + (self.ended_at or time.time()) - self.started_at
 
 
 class ProgressCallback(Callback):
@@ -46,6 +47,16 @@ class ProgressCallback(Callback):
     def __getstate__(self) -> dict:
         # Tune saves callbacks with the experiment state; the display hook stays behind.
         return {**self.__dict__, "on_update": None}
+
+    def get_state(self) -> dict:
+        """Counts so far, saved by Tune with its experiment state: a resumed run counts on from them."""
+        return {name: {"done": p.done, "failed": p.failed, "best": p.best, "last_error": p.last_error,
+                       "earlier_s": p.wall_time_s} for name, p in self.models.items()}
+
+    def set_state(self, state: dict) -> None:
+        for name, saved in state.items():
+            if name in self.models:
+                vars(self.models[name]).update(saved)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         progress = self.models[trial.config["model"]]

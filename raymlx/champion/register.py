@@ -42,14 +42,16 @@ def user_code_paths(spec: Spec, base_dir: str) -> list[str]:
 
 
 def register_champion(loaded: LoadedSpec, frame: pd.DataFrame, best: LeaderboardRow, *, metric: Metric,
-                      tracking_uri: str, run_id: str, experiment_id: str) -> Champion:
-    """Refit the best model's configuration on every row with its pipeline, log it in the session run, register it.
+                      tracking_uri: str, run_id: str, experiment_id: str,
+                      predictor: FittedPredictor | None = None) -> Champion:
+    """Refit the best model's configuration on every row with its pipeline (unless ``predictor`` is that refit
+    already), log it in the session run, register it.
 
     Returns:
         The registered champion (its alias moved to the new version).
     """
     spec = loaded.spec
-    predictor = refit(loaded, frame, best)
+    predictor = predictor or refit(loaded, frame, best)
     metadata = {"model": best.model, "metric": metric.name, "score": best.score, "task": spec.task,
                 "target": spec.data.target, "params": best.params}
     mlflow.set_tracking_uri(tracking_uri)
