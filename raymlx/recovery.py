@@ -109,8 +109,8 @@ def reopen(client: MlflowClient, session: Run, *, tracking_uri: str) -> Session:
     return Session(session.info.experiment_id, session_id, parents, tracking_uri)
 
 
-def trial_runs_of(client: MlflowClient, session: SessionRuns) -> dict[str, str]:
-    """The trial runs a session holds, by Tune's trial id."""
+def trial_runs_of(client: MlflowClient, session: SessionRuns) -> list[Run]:
+    """The trial runs a session holds (those tagged with Tune's trial id)."""
     runs = client.search_runs([session.experiment_id], max_results=_MAX_RUNS,
                               filter_string=f"tags.`{ROLE_TAG}` = 'trial' and tags.`{SESSION_TAG}` = '{session.session_id}'")
-    return {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in runs if TRIAL_ID_TAG in r.data.tags}
+    return [r for r in runs if TRIAL_ID_TAG in r.data.tags]

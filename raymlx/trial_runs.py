@@ -58,7 +58,13 @@ class TrialRunCallback(MLflowLoggerCallback):
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="raymlx-mlflow")
         self._writes = []
         self._earlier: dict[str, str] | None = None if self.resume else {}  # trial id -> run id, read once
+        self._spare: dict[tuple, list[str]] = {}  # configuration -> runs of trials Tune's saved state lacks
+        self._restored: set[str] | None = None  # ids of the trials Tune restored
         self._open: set = set()  # trials started and not ended
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if self._restored is None:  # Tune's first step: the trials it holds are the restored ones
+            self._restored = {t.trial_id for t in trials}
 
     def log_trial_start(self, trial) -> None:
         if isinstance(self.runs, Future) and self.runs.done():
@@ -98,10 +104,11 @@ class TrialRunCallback(MLflowLoggerCallback):
     def _start_run(self, trial, tags: dict[str, str], params: list[Param], started_ms: int) -> None:
         if trial not in self._trial_runs:
             runs = self.runs.result() if isinstance(self.runs, Future) else self.runs
-            earlier = self._earlier_runs(runs)
-            if trial.trial_id in earlier:  # started before an interruption: the same run again
-                self._mlflow().update_run(earlier[trial.trial_id], status="RUNNING")
-                self._trial_runs[trial] = earlier[trial.trial_id]
+            earlier = self._earlier_runs(runs).get(trial.trial_id) or self._spare_run(params)
+            if earlier is not None:  # started before an interruption: the same run again
+                self._mlflow().update_run(earlier, status="RUNNING")
+                self._mlflow().set_tag(earlier, TRIAL_ID_TAG, trial.trial_id)
+                self._trial_runs[trial] = earlier
             else:
                 tags = {**tags, SESSION_TAG: runs.session_id, "mlflow.parentRunId": runs.parents[tags[MODEL_TAG]]}
                 run = self._mlflow().create_run(runs.experiment_id, start_time=started_ms, tags=tags,
@@ -110,9 +117,19 @@ class TrialRunCallback(MLflowLoggerCallback):
         self._log(trial, [], params)
 
     def _earlier_runs(self, runs: SessionRuns) -> dict[str, str]:
+        """The session's trial runs by trial id; those of trials Tune's saved state lacks (Tune saves every
+        ten seconds or so: after a SIGKILL, its searcher suggests them again under new ids) by configuration."""
         if self._earlier is None:
-            self._earlier = trial_runs_of(self._mlflow(), runs)
+            found = trial_runs_of(self._mlflow(), runs)
+            self._earlier = {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in found}
+            for run in found:
+                if run.data.tags[TRIAL_ID_TAG] not in (self._restored or set()):
+                    self._spare.setdefault(tuple(sorted(run.data.params.items())), []).append(run.info.run_id)
         return self._earlier
+
+    def _spare_run(self, params: list[Param]) -> str | None:
+        spare = self._spare.get(tuple(sorted((p.key, p.value) for p in params)))
+        return spare.pop(0) if spare else None
 
     def _mlflow(self) -> MlflowClient:
         if self._client is None:
