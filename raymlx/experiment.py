@@ -14,7 +14,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +120,12 @@ class _Progress:
     """What an interruption reports: the session once opened, trials done so far."""
 
     total: int
-    done: int = 0
     session: Session | None = None
+    models: dict[str, ModelProgress] = field(default_factory=dict)  # kept by Tune's callback as trials end
+
+    @property
+    def done(self) -> int:
+        return sum(p.done for p in self.models.values())
 
 
 def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | None = None,
@@ -233,14 +237,14 @@ def _tune_while_opening(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fol
             with _phase("waiting for Ray"):
                 started_ray = runtime.wait()
             with _phase("tuning"), trial_actor_env(inherited=started_ray):
-                progress = _tune(loaded.spec, features, metric, loaded.base_dir, opening, on_progress, start)
+                progress = _tune(loaded.spec, features, metric, loaded.base_dir, opening, on_progress, start, state)
         except BaseException:
             failed = opening.exception()
             if failed is not None:
                 raise failed from None  # the store failed: say that, not how Tune stopped
             state.session = opening.result()
             raise
-        state.session, state.done = opening.result(), progress.completed
+        state.session = opening.result()
         if progress.interrupted:
             raise KeyboardInterrupt
         return progress
@@ -281,7 +285,6 @@ def _phase(name: str):
 class _TuneOutcome:
     results: Any
     models: dict[str, ModelProgress]
-    completed: int = 0  # trials that ran to the end, earlier sessions' included
     interrupted: bool = False
 
 
@@ -297,7 +300,8 @@ def _concurrency(spec: Spec) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1) // smallest))
 
 
-def _tune(spec, features, metric, base_dir, runs: Future, on_progress, start: _Start) -> _TuneOutcome:
+def _tune(spec, features, metric, base_dir, runs: Future, on_progress, start: _Start,
+          state: _Progress) -> _TuneOutcome:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # progress is ours to show; Tune's reporter stays quiet
     # MLflow is the record: of Tune's per-trial files keep only result.json (its results read it back);
     # the CSV and TensorBoard writers cost time on every trial.
@@ -309,6 +313,7 @@ def _tune(spec, features, metric, base_dir, runs: Future, on_progress, start: _S
     context = TrialContext(plans, features, spec.metric_spec.name, metric.mode, base_dir)
     progress = ProgressCallback({n: b for n, (_, b) in searches.items()}, metric=metric.name, mode=metric.mode,
                                 on_update=on_progress)
+    state.models = progress.models
     mlflow_callback = TrialRunCallback(runs=runs, tracking_uri=resolve_tracking_uri(spec.tracking.uri, base_dir),
                                        experiment_name=spec.experiment_name, resume=start.earlier is not None)
     storage, _, name = start.tune_path.rpartition("/")
@@ -327,8 +332,7 @@ def _tune(spec, features, metric, base_dir, runs: Future, on_progress, start: _S
     results = tune.ResultGrid(analysis)
     completed = sum(int(results[i].error is not None or bool((results[i].metrics or {}).get(TRAINING_ITERATION)))
                     for i in range(len(results)))
-    return _TuneOutcome(results, progress.models, completed,
-                        interrupted=interrupted() or completed < searcher.total_trials)
+    return _TuneOutcome(results, progress.models, interrupted=interrupted() or completed < searcher.total_trials)
 
 
 class _Retries(tune.Callback):

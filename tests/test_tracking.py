@@ -84,8 +84,11 @@ def test_an_existing_experiment_keeps_its_artifact_location(store, tmp_path):
 class _Trial:
     """What the MLflow callbacks read from a Tune trial."""
 
+    error_file = None  # Tune's error file on the driver: none here, get_error() stands in
+
     def __init__(self, name: str, config: dict, last_result: dict | None = None) -> None:
         self.name, self.config, self.last_result = name, config, last_result or {}
+        self.trial_id = name
 
     def __str__(self) -> str:
         return self.name

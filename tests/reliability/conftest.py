@@ -22,7 +22,7 @@ from tests.conftest import DIABETES, ROOT
 from tests.test_cluster import _kill_cluster, _uses
 
 # A model whose fits take a while; each fit leaves its process's PID under fits/ (the test signals by
-# it). The champion's refit (on every row, 442, where a fold's fits see 221) sleeps ten times as long,
+# it). The champion's refit (on every row, 442, where a fold's fits see 221) sleeps four times as long,
 # long enough to be interrupted.
 SLEEPY = '''
 import os, time
@@ -36,7 +36,7 @@ class Sleepy:
         fits = Path(__file__).with_name("fits")
         fits.mkdir(exist_ok=True)
         (fits / f"{self.label}-{os.getpid()}").touch()
-        time.sleep(self.seconds * (10 if len(X) > 400 else 1))
+        time.sleep(self.seconds * (4 if len(X) > 400 else 1))
         return self
     def predict(self, X):
         return np.full(len(X), self.seconds * 300)
@@ -52,10 +52,10 @@ runtime: {num_cpus: 2}
 models:
   first:
     model: sleepy.py:Sleepy
-    search: {algorithm: random, seed: 1, num_samples: 5, space: {seconds: {type: float, low: 0.3, high: 0.5}}}
+    search: {algorithm: random, seed: 1, num_samples: 5, space: {seconds: {type: float, low: 0.6, high: 0.9}}}
   second:
     model: sleepy.py:Sleepy
-    search: {algorithm: random, seed: 2, num_samples: 5, space: {seconds: {type: float, low: 0.3, high: 0.5}}}
+    search: {algorithm: random, seed: 2, num_samples: 5, space: {seconds: {type: float, low: 0.6, high: 0.9}}}
 """
 
 
