@@ -132,7 +132,7 @@ class Driver:
     def champion_version(self) -> str | None:
         client = MlflowClient(f"sqlite:///{self.project / 'mlflow.db'}")
         try:
-            return client.get_model_version_by_alias("reliable", "champion").version
+            return str(client.get_model_version_by_alias("reliable", "champion").version)
         except Exception:  # noqa: BLE001 - no registered model or no alias yet
             return None
 
