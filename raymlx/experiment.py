@@ -312,37 +312,35 @@ def _tune(spec, features, metric, base_dir, runs: Future, on_progress, start: _S
     plans = {name: ModelPlan(m.model, m.pipeline, dict(m.params), m.max_failures) for name, m in spec.models.items()}
     context = TrialContext(plans, features, spec.metric_spec.name, metric.mode, base_dir)
     progress = ProgressCallback({n: b for n, (_, b) in searches.items()}, metric=metric.name, mode=metric.mode,
-                                on_update=on_progress)
+                                on_update=on_progress, retries={n: p.max_failures for n, p in plans.items()})
     state.models = progress.models
     mlflow_callback = TrialRunCallback(runs=runs, tracking_uri=resolve_tracking_uri(spec.tracking.uri, base_dir),
                                        experiment_name=spec.experiment_name, resume=start.earlier is not None)
     storage, _, name = start.tune_path.rpartition("/")
     try:
         with _interruption() as interrupted:
-            analysis = tune.run(
-                _trainable(context, spec), name=name, storage_path=storage, search_alg=searcher,
-                num_samples=searcher.total_trials, reuse_actors=True, max_concurrent_trials=_concurrency(spec),
-                callbacks=[mlflow_callback, progress, JsonLoggerCallback(), _Retries(plans)], verbose=0,
-                raise_on_failed_trial=False, resume_config=tune.ResumeConfig() if start.restore else None)
+            callbacks = [mlflow_callback, progress, JsonLoggerCallback()]
+            if start.restore:  # Tuner.restore would bring back the callbacks pickled with the run, not these
+                analysis = tune.run(
+                    _trainable(context, spec), name=name, storage_path=storage, search_alg=searcher,
+                    num_samples=searcher.total_trials, reuse_actors=True, max_concurrent_trials=_concurrency(spec),
+                    callbacks=callbacks, verbose=0, raise_on_failed_trial=False, resume_config=tune.ResumeConfig())
+                results = tune.ResultGrid(analysis)
+            else:
+                results = tune.Tuner(
+                    _trainable(context, spec),
+                    tune_config=tune.TuneConfig(search_alg=searcher, num_samples=searcher.total_trials,
+                                                reuse_actors=True, max_concurrent_trials=_concurrency(spec)),
+                    run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks),
+                ).fit()
     finally:
         failed_writes = mlflow_callback.close()
     if failed_writes:
         raise TrackingFailed(f"{len(failed_writes)} MLflow writes of trial runs failed; the first: "
                              f"{type(failed_writes[0]).__name__}: {failed_writes[0]}")
-    results = tune.ResultGrid(analysis)
     completed = sum(int(results[i].error is not None or bool((results[i].metrics or {}).get(TRAINING_ITERATION)))
                     for i in range(len(results)))
     return _TuneOutcome(results, progress.models, interrupted=interrupted() or completed < searcher.total_trials)
-
-
-class _Retries(tune.Callback):
-    """A trial whose worker process dies (killed, out of memory) starts again, up to its model's ``max_failures``."""
-
-    def __init__(self, plans: dict[str, ModelPlan]) -> None:
-        self.retries = {name: plan.max_failures for name, plan in plans.items()}
-
-    def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        trial.max_failures = self.retries[trial.config["model"]]
 
 
 @contextmanager

@@ -37,12 +37,18 @@ class ModelProgress:
 
 
 class ProgressCallback(Callback):
-    """Counts each model's trials as Tune starts and ends them, and calls ``on_update`` after each change."""
+    """Counts each model's trials as Tune starts and ends them, and calls ``on_update`` after each change.
+
+    With ``retries``, a trial whose worker process dies (killed, out of memory) starts again in a
+    new one, up to its model's count (Tune's per-trial ``max_failures``).
+    """
 
     def __init__(self, budgets: dict[str, int], *, metric: str, mode: str,
-                 on_update: Callable[[dict[str, ModelProgress]], None] | None = None) -> None:
+                 on_update: Callable[[dict[str, ModelProgress]], None] | None = None,
+                 retries: dict[str, int] | None = None) -> None:
         self.models = {name: ModelProgress(name, budget) for name, budget in budgets.items()}
         self.metric, self.mode, self.on_update = metric, mode, on_update
+        self.retries = retries or {}
 
     def __getstate__(self) -> dict:
         # Tune saves callbacks with the experiment state; the display hook stays behind.
@@ -59,6 +65,7 @@ class ProgressCallback(Callback):
                 vars(self.models[name]).update(saved)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        trial.max_failures = self.retries.get(trial.config["model"], 0)
         progress = self.models[trial.config["model"]]
         progress.running += 1
         progress.started_at = progress.started_at or time.time()
