@@ -52,10 +52,10 @@ runtime: {num_cpus: 2}
 models:
   first:
     model: sleepy.py:Sleepy
-    search: {algorithm: random, seed: 1, num_samples: 5, space: {seconds: {type: float, low: 0.6, high: 0.9}}}
+    search: {algorithm: random, seed: 1, num_samples: 5, space: {seconds: {type: float, low: 0.8, high: 1.2}}}
   second:
     model: sleepy.py:Sleepy
-    search: {algorithm: random, seed: 2, num_samples: 5, space: {seconds: {type: float, low: 0.6, high: 0.9}}}
+    search: {algorithm: random, seed: 2, num_samples: 5, space: {seconds: {type: float, low: 0.8, high: 1.2}}}
 """
 
 
@@ -98,14 +98,20 @@ class Driver:
     def wait_until(self, condition: Callable[[], bool], timeout: float = 240) -> None:
         assert self.process is not None
         deadline = time.monotonic() + timeout
-        while not condition():
+        while not _holds(condition):
             assert self.process.poll() is None, f"the run ended first: {self.process.communicate()[1][-2000:]}"
             assert time.monotonic() < deadline, "timed out waiting"
             time.sleep(0.05)
 
-    def trials_reported(self) -> int:
-        return sum(1 for f in (self.project / ".raymlx" / "ray_results").glob("*/*/result.json")
-                   if f.stat().st_size > 0)
+    def trials_finished(self) -> int:
+        """Trial runs the driver has closed as FINISHED (MLflow is written as trials end; Tune's files later).
+
+        Asked only once the driver's trials fit (its store exists by then): a store this process
+        created at the same time as the driver would race it through MLflow's schema migrations.
+        """
+        if not (self.fits() and (self.project / "mlflow.db").exists()):
+            return 0
+        return sum(1 for r in self.runs("trial") if r.info.status == "FINISHED")
 
     def fits(self, label: str = "sleepy") -> list[int]:
         return [int(f.name.rpartition("-")[2]) for f in (self.project / "fits").glob(f"{label}-*")]
@@ -135,6 +141,13 @@ class Driver:
             return str(client.get_model_version_by_alias("reliable", "champion").version)
         except Exception:  # noqa: BLE001 - no registered model or no alias yet
             return None
+
+
+def _holds(condition: Callable[[], bool]) -> bool:
+    try:
+        return condition()
+    except Exception:  # noqa: BLE001 - the store is being created meanwhile
+        return False
 
 
 def _zombie(pid: Path) -> bool:

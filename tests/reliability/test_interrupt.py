@@ -50,7 +50,7 @@ def _assert_completed_once(driver) -> None:
 
 def test_ctrl_c_mid_trials_and_during_the_refit_then_resume(driver):
     driver.start()
-    driver.wait_until(lambda: driver.trials_reported() >= 2)
+    driver.wait_until(lambda: driver.trials_finished() >= 2)
     driver.interrupt()
     code, out, err = driver.finish()
     assert code == 130, err[-3000:]
@@ -84,7 +84,7 @@ def test_ctrl_c_mid_trials_and_during_the_refit_then_resume(driver):
 
 def test_sigkill_mid_trials_leaves_nothing_running_and_resume_completes(driver):
     driver.start()
-    driver.wait_until(lambda: driver.trials_reported() >= 2)
+    driver.wait_until(lambda: driver.trials_finished() >= 2)
     driver.kill()
     assert driver.finish()[0] == -9
     assert driver.no_ray_processes_within(15) == [], "Ray's processes outlived the killed driver"
