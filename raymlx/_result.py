@@ -7,7 +7,11 @@ trial at a time. A failed evaluation therefore reports these keys and ends norma
 
 from __future__ import annotations
 
+import os
+import re
+
 __all__ = ["FAILED_KEY", "ERROR_KEY", "NODE_KEY", "PREDICTIONS_KEY", "failure_of", "error_summary"]
+
 
 FAILED_KEY = "trial_failed"   # 1.0 in the result of a trial whose evaluation raised
 ERROR_KEY = "trial_error"     # "ValueError: ..." (the last line of its traceback)
@@ -25,10 +29,29 @@ def failure_of(result: dict | None) -> str | None:
 
 
 def error_summary(trial) -> str:
-    """The last line of a failed trial's traceback, e.g. ``ValueError: Can only dampen the trend component``."""
-    try:
-        text = str(trial.get_error() or "")
-    except Exception:  # the error file may be gone; the count still says it failed
-        text = ""
+    """The last line of a failed trial's traceback, e.g. ``ValueError: Can only dampen the trend component``;
+    for a worker process that died (a signal, the OOM killer), which one and Ray's word on how."""
+    text = _error_text(trial)
+    died = _WORKER_DIED.search(text)
+    if died:
+        pid = _PID.search(text)
+        which = f"worker process {pid.group(1)}" if pid else "worker process"
+        return f"{which} died (killed by a signal, out of memory or crashed): {died.group(1).strip()}"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else "unknown error"
+
+
+_WORKER_DIED = re.compile(r"worker process has died\.[^\n]*?Worker exit detail: ([^.\n]*)")
+_PID = re.compile(r"\bpid[:=] ?(\d+)")
+
+
+def _error_text(trial) -> str:
+    """The trial's error as Tune wrote it: on the driver first (the copy in the experiment's storage
+    is synced later, after the callbacks that ask for it have run)."""
+    try:
+        if trial.error_file and os.path.exists(trial.error_file):
+            with open(trial.error_file) as file:
+                return file.read()
+        return str(trial.get_error() or "")
+    except Exception:  # the error file may be gone; the count still says it failed
+        return ""

@@ -52,7 +52,7 @@ def validate(spec: str | Path, *, overrides: Overrides = None) -> pd.DataFrame:
 
 
 def tune(spec: str | Path, *, overrides: Overrides = None, address: str | None = None,
-         verbose: bool = False) -> ExperimentResult:
+         verbose: bool = False, resume: bool = False) -> ExperimentResult:
     """Run the experiment as ``raymlx tune`` does: validate, tune every model on Ray, register the champion.
 
     Args:
@@ -60,12 +60,15 @@ def tune(spec: str | Path, *, overrides: Overrides = None, address: str | None =
         overrides: Values that replace the spec's (see :data:`Overrides`).
         address: Ray cluster to join (``auto``, ``ray://host:10001``); default: the spec's, else a local runtime.
         verbose: Show Ray's worker output.
+        resume: Continue the spec's last interrupted session instead of starting a new one.
 
     Returns:
         The leaderboard, the champion's registered URI and version, and the MLflow ids.
 
     Raises:
         raymlx.errors.RaymlxError: For bad input (spec, data); nothing is run then.
+        raymlx.experiment.ExperimentInterrupted: On Ctrl-C (a ``KeyboardInterrupt``); the session's runs are
+            closed as KILLED and ``resume=True`` continues it.
     """
     from raymlx.checks import validate as run_checks
     from raymlx.runtime import BackgroundRuntime
@@ -77,7 +80,7 @@ def tune(spec: str | Path, *, overrides: Overrides = None, address: str | None =
     try:
         frame = run_checks(loaded)
         assert frame is not None  # read_data is on
-        return run_experiment(loaded, frame, runtime=runtime, verbose=verbose)
+        return run_experiment(loaded, frame, runtime=runtime, verbose=verbose, resume=resume)
     finally:
         runtime.shutdown()
 

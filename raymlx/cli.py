@@ -52,10 +52,12 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # failed trials are summarised by us
 
 
-def _run(action: Callable[[], None], cleanup: Callable[[], None] | None = None) -> None:
-    """Run a command; bad input exits 2 with one compact message, other failures exit 1.
+def _run(action: Callable[[], None], cleanup: Callable[[], None] | None = None,
+         interrupted: Callable[[KeyboardInterrupt], str] = lambda exc: "interrupted") -> None:
+    """Run a command; bad input exits 2 with one compact message, other failures exit 1, Ctrl-C 130.
 
-    ``cleanup`` runs after the message is printed, so a slow cleanup does not hold it back.
+    ``cleanup`` runs after the message is printed, so a slow cleanup does not hold it back;
+    ``interrupted`` words the message of a Ctrl-C.
     """
     try:
         action()
@@ -64,8 +66,8 @@ def _run(action: Callable[[], None], cleanup: Callable[[], None] | None = None) 
             raise
         err.print(f"[red]error:[/red] {escape(redact(str(exc)))}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        err.print("interrupted")
+    except KeyboardInterrupt as exc:
+        err.print(interrupted(exc), highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     except Exception as exc:
         if _state["debug"]:
@@ -96,15 +98,17 @@ def validate(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
 @app.command()
 def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
          address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto' or ray://host:10001); overrides runtime.address."),
-         force_promote: bool = typer.Option(False, "--force-promote", help="Give the winner the champion alias even if it does not beat the current champion.")) -> None:
-    """Tune every model of the spec concurrently, print the leaderboard, register the champion."""
-    started = []
+         force_promote: bool = typer.Option(False, "--force-promote", help="Give the winner the champion alias even if it does not beat the current champion."),
+         resume: bool = typer.Option(False, "--resume", help="Continue the spec's last interrupted session (its MLflow runs, Tune's saved state).")) -> None:
+    """Tune every model of the spec concurrently, print the leaderboard, register the champion; Ctrl-C stops (resumable)."""
+    started, specs = [], []
 
     def action() -> None:
         from raymlx.runtime import BackgroundRuntime
         from raymlx.spec_io import load_spec
 
         loaded = load_spec(spec, overrides=set_)
+        specs.append(loaded.spec)
         # Ray starts (about 4 s) while the heavy imports, the checks and the features run.
         started.append(BackgroundRuntime(loaded.spec.runtime, address=address, base_dir=loaded.base_dir,
                                          verbose=_state["verbose"]))
@@ -119,13 +123,21 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
             threading.Thread(target=preload, name="raymlx-report-imports", daemon=True).start()
         result = _with_progress(lambda on_progress: run_experiment(
             loaded, frame, runtime=started[0], verbose=_state["verbose"], force_promote=force_promote,
-            on_progress=on_progress))
+            resume=resume, on_progress=on_progress))
         _print_result(result, loaded.spec, report=lambda: _tune_report(loaded, frame, result))
 
     def stop_ray() -> None:  # after an error's message is printed: it waits for Ray's start to finish
         for runtime in started:
             runtime.shutdown()
-    _run(action, cleanup=stop_ray)
+
+    def interrupted(exc: KeyboardInterrupt) -> str:
+        from raymlx.experiment import ExperimentInterrupted, planned_trials
+
+        done, total = (exc.done, exc.total) if isinstance(exc, ExperimentInterrupted) else (
+            0, planned_trials(specs[0]) if specs else 0)
+        again = " ".join(["raymlx tune", str(spec), *(f"--set {s}" for s in set_ or []), "--resume"])
+        return f"interrupted after {done} of {total} trials; resume with: {again}"
+    _run(action, cleanup=stop_ray, interrupted=interrupted)
 
 
 @app.command()

@@ -27,27 +27,45 @@ class ModelProgress:
     started_at: float | None = None
     ended_at: float | None = None
     last_error: str | None = None
+    earlier_s: float = 0.0  # wall time before an interruption, when resumed
 
     @property
     def wall_time_s(self) -> float:
         if self.started_at is None:
-            return 0.0
-        return (self.ended_at or time.time()) - self.started_at
+            return self.earlier_s
+        return self.earlier_s + (self.ended_at or time.time()) - self.started_at
 
 
 class ProgressCallback(Callback):
-    """Counts each model's trials as Tune starts and ends them, and calls ``on_update`` after each change."""
+    """Counts each model's trials as Tune starts and ends them, and calls ``on_update`` after each change.
+
+    With ``retries``, a trial whose worker process dies (killed, out of memory) starts again in a
+    new one, up to its model's count (Tune's per-trial ``max_failures``).
+    """
 
     def __init__(self, budgets: dict[str, int], *, metric: str, mode: str,
-                 on_update: Callable[[dict[str, ModelProgress]], None] | None = None) -> None:
+                 on_update: Callable[[dict[str, ModelProgress]], None] | None = None,
+                 retries: dict[str, int] | None = None) -> None:
         self.models = {name: ModelProgress(name, budget) for name, budget in budgets.items()}
         self.metric, self.mode, self.on_update = metric, mode, on_update
+        self.retries = retries or {}
 
     def __getstate__(self) -> dict:
         # Tune saves callbacks with the experiment state; the display hook stays behind.
         return {**self.__dict__, "on_update": None}
 
+    def get_state(self) -> dict:
+        """Counts so far, saved by Tune with its experiment state: a resumed run counts on from them."""
+        return {name: {"done": p.done, "failed": p.failed, "best": p.best, "last_error": p.last_error,
+                       "earlier_s": p.wall_time_s} for name, p in self.models.items()}
+
+    def set_state(self, state: dict) -> None:
+        for name, saved in state.items():
+            if name in self.models:
+                vars(self.models[name]).update(saved)
+
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        trial.max_failures = self.retries.get(trial.config["model"], 0)
         progress = self.models[trial.config["model"]]
         progress.running += 1
         progress.started_at = progress.started_at or time.time()

@@ -14,6 +14,7 @@ from pathlib import Path
 import ray
 
 from raymlx import _compat
+from raymlx._processes import Watchdog
 from raymlx.errors import UserInputError
 from raymlx.spec import RuntimeSpec
 
@@ -76,13 +77,16 @@ class BackgroundRuntime:
     features while Ray's processes start (about 4 s on 2 cores, mostly on the other core).
 
     Linux ends a process started with a parent-death signal, as Ray's are, when the *thread* that
-    started it ends: the thread therefore stays until :meth:`shutdown`.
+    started it ends: the thread therefore stays until :meth:`shutdown`. Ray's agents have no such
+    signal: a :class:`~raymlx._processes.Watchdog` ends every process of a local runtime started
+    here if this process dies without shutting it down (SIGKILL).
     """
 
     def __init__(self, runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False):
         self._ready, self._released = threading.Event(), threading.Event()
         self._started, self._shut = False, False
         self._error: BaseException | None = None
+        self._watchdog: Watchdog | None = None
         _exit_on_sigterm()  # what ray.init does when it runs in the main thread
         self._thread = threading.Thread(target=self._hold, args=(runtime, address, base_dir, verbose),
                                         name="raymlx-ray-runtime", daemon=True)
@@ -90,6 +94,9 @@ class BackgroundRuntime:
 
     def _hold(self, runtime: RuntimeSpec, address: str | None, base_dir: str, verbose: bool) -> None:
         try:
+            if not (ray.is_initialized() or address or runtime.address or os.environ.get("RAY_ADDRESS")) \
+                    and os.path.isdir("/proc"):
+                self._watchdog = Watchdog()  # before Ray's processes start: a kill while they start is covered too
             self._started = init_ray(runtime, address=address, base_dir=base_dir, verbose=verbose)
         except BaseException as exc:  # re-raised by wait() in the caller's thread
             self._error = exc
@@ -116,6 +123,8 @@ class BackgroundRuntime:
         self._ready.wait()
         if self._started and not self._shut:
             shutdown_ray()
+        if self._watchdog is not None:
+            self._watchdog.close()
         self._shut = True
         self._released.set()
         self._thread.join()

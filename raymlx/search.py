@@ -8,6 +8,7 @@ keeps the budget of each model exact.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import numpy as np
@@ -116,6 +117,23 @@ class ModelSearcher(Searcher):
             searcher.on_trial_complete(trial_id, result=None, error=True)
         elif searcher is not None:
             searcher.on_trial_complete(trial_id, result=result, error=error)
+
+    def get_state(self) -> dict:
+        """Every model's search (its sampler's random state included) and what was handed out: a search
+        restored from it suggests what the uninterrupted one would have."""
+        return {key: getattr(self, key) for key in ("_searches", "_budgets", "_suggested", "_seconds", "_owner")}
+
+    def set_state(self, state: dict) -> None:
+        vars(self).update(state)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Tune saves the searcher with its experiment state (``raymlx tune --resume`` restores it)."""
+        with open(checkpoint_path, "wb") as file:
+            pickle.dump(self.get_state(), file)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as file:
+            self.set_state(pickle.load(file))
 
     def _searcher_of(self, trial_id: str) -> Searcher | None:
         name = self._owner.get(trial_id)

@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 from mlflow.tracking import MlflowClient
 
+from raymlx._processes import driver_id
 from raymlx.errors import redact
 from raymlx.store import resolve_tracking_uri
 from raymlx.folds import Fold, fold_plan
@@ -21,7 +22,8 @@ from raymlx.spec_io import LoadedSpec
 
 __all__ = ["resolve_tracking_uri", "ensure_experiment", "start_runs", "SessionRuns", "Session", "open_session",
            "log_spec", "log_leaderboard", "runs_page", "ROLE_TAG", "MODEL_TAG", "SESSION_TAG", "ERROR_TAG",
-           "BASELINE_TAG", "EXPERIMENT_KIND_TAG"]
+           "BASELINE_TAG", "EXPERIMENT_KIND_TAG", "STATE_TAG", "NAME_TAG", "DRIVER_TAG", "TUNE_PATH_TAG",
+           "TRIAL_ID_TAG"]
 
 ROLE_TAG = "raymlx.role"        # session | model | trial
 MODEL_TAG = "raymlx.model"      # the spec's model name
@@ -30,6 +32,11 @@ ERROR_TAG = "raymlx.error"      # why a failed trial failed (last line of its tr
 BASELINE_TAG = "raymlx.baseline"  # "auto" on the parent run of the automatic baseline
 # MLflow 3's UI opens an experiment on the view its kind names; runs and their nesting are "Model training".
 EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
+STATE_TAG = "raymlx.state"      # on session and model runs: partial until every trial ran and the session ended, then complete
+NAME_TAG = "raymlx.name"        # the spec's name, on the session run (what --resume looks for)
+DRIVER_TAG = "raymlx.driver"    # host:pid:start of the process running the session (a dead one left it orphaned)
+TUNE_PATH_TAG = "raymlx.tune_path"  # Tune's experiment directory of the session (what --resume restores)
+TRIAL_ID_TAG = "raymlx.trial_id"    # Tune's trial id, on trial runs (a resumed trial writes to its own run again)
 
 
 def _is_local_store(uri: str) -> bool:
@@ -72,19 +79,22 @@ class SessionRuns:
     parents: dict[str, str]
 
 
-def start_runs(client: MlflowClient, experiment_id: str, *, name: str, models: list[str]) -> tuple[str, dict[str, str]]:
-    """Start the session run and one parent run per model under it.
+def start_runs(client: MlflowClient, experiment_id: str, *, name: str, models: list[str],
+               tags: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    """Start the session run (with ``tags``) and one parent run per model under it, all partial until they end.
 
     Returns:
         The session run id and each model's parent run id.
     """
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    session = client.create_run(experiment_id, run_name=f"{name} {stamp}", tags={ROLE_TAG: "session"})
+    session = client.create_run(experiment_id, run_name=f"{name} {stamp}",
+                                tags={**(tags or {}), ROLE_TAG: "session", STATE_TAG: "partial"})
     session_id = session.info.run_id
     parents = {}
     for model in models:
         run = client.create_run(experiment_id, run_name=model, tags={
-            ROLE_TAG: "model", MODEL_TAG: model, SESSION_TAG: session_id, "mlflow.parentRunId": session_id})
+            ROLE_TAG: "model", MODEL_TAG: model, SESSION_TAG: session_id, "mlflow.parentRunId": session_id,
+            STATE_TAG: "partial"})
         parents[model] = run.info.run_id
     return session_id, parents
 
@@ -100,19 +110,30 @@ class Session(SessionRuns):
         return MlflowClient(self.tracking_uri)
 
     def end(self, *, status: str) -> None:
-        """End the session run and every model's parent run with ``status`` (FINISHED, FAILED, KILLED)."""
+        """End the session run and every model's parent run with ``status`` (FINISHED, FAILED, KILLED);
+        FINISHED marks them complete, anything else leaves them partial (``raymlx tune --resume`` continues them)."""
         client = self.client
         for run_id in [*self.parents.values(), self.session_id]:
+            if status == "FINISHED":
+                client.set_tag(run_id, STATE_TAG, "complete")
             client.set_terminated(run_id, status=status)
 
 
-def open_session(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold]) -> Session:
-    """Start the session's runs and log the spec and the fold plan on the session run."""
+def open_session(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold], *, tune_path: str) -> Session:
+    """Start the session's runs and log the spec and the fold plan on the session run.
+
+    Args:
+        loaded: The spec.
+        frame: The data set.
+        folds: The validation folds.
+        tune_path: Tune's experiment directory of this session.
+    """
     spec, base_dir = loaded.spec, loaded.base_dir
     tracking_uri = resolve_tracking_uri(spec.tracking.uri, base_dir)
     experiment_id = ensure_experiment(spec.experiment_name, tracking_uri=tracking_uri, base_dir=base_dir)
     client = MlflowClient(tracking_uri)
-    session_id, parents = start_runs(client, experiment_id, name=spec.name, models=list(spec.models))
+    tags = {NAME_TAG: spec.name, DRIVER_TAG: driver_id(), TUNE_PATH_TAG: tune_path}
+    session_id, parents = start_runs(client, experiment_id, name=spec.name, models=list(spec.models), tags=tags)
     log_spec(client, session_id, loaded)
     client.log_dict(session_id, fold_plan(frame, folds), "folds.json")  # type: ignore[arg-type]  # any JSON
     return Session(experiment_id, session_id, parents, tracking_uri)

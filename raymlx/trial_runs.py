@@ -14,7 +14,8 @@ from ray.tune.utils import flatten_dict
 
 from raymlx import _compat
 from raymlx._result import PREDICTIONS_KEY, error_summary, failure_of
-from raymlx.tracking import ERROR_TAG, MODEL_TAG, ROLE_TAG, SESSION_TAG, SessionRuns
+from raymlx.recovery import trial_runs_of
+from raymlx.tracking import ERROR_TAG, MODEL_TAG, ROLE_TAG, SESSION_TAG, TRIAL_ID_TAG, SessionRuns
 
 __all__ = ["TrialRunCallback"]
 
@@ -30,19 +31,23 @@ class TrialRunCallback(MLflowLoggerCallback):
     :meth:`close` waits for every write and returns the ones that failed.
 
     ``runs`` may still be opening (a future) when Tune starts: the writes wait for it, and the next
-    trial to start raises its error, which ends the tuning.
+    trial to start raises its error, which ends the tuning. With ``resume``, the session's runs are
+    an earlier run's: a trial Tune starts again writes to the run it had (found by its trial id),
+    so a configuration never gets two runs. Trials still running when Tune stops (an interruption)
+    are closed as KILLED by :meth:`close`.
     """
 
-    def __init__(self, *, runs: SessionRuns | Future, **kwargs) -> None:
+    def __init__(self, *, runs: SessionRuns | Future, resume: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.runs = runs
+        self.resume = resume
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="raymlx-mlflow")
         self._writes: list[Future] = []
 
     def __getstate__(self) -> dict:
         # Tune pickles its run configuration, callbacks included; the writer thread and a pending future stay behind.
         runs = self.runs if isinstance(self.runs, SessionRuns) else None
-        return {**self.__dict__, "runs": runs, "_writer": None, "_writes": [], "_client": None}
+        return {**self.__dict__, "runs": runs, "_writer": None, "_writes": [], "_client": None, "_open": set()}
 
     def setup(self, *args, **kwargs) -> None:
         # Runs go to the experiment by id: the parent class would take $MLFLOW_EXPERIMENT_ID first, which
@@ -52,12 +57,22 @@ class TrialRunCallback(MLflowLoggerCallback):
         self._client: MlflowClient | None = None  # made by the writer once the session's runs exist (a second's load)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="raymlx-mlflow")
         self._writes = []
+        self._earlier: dict[str, str] | None = None if self.resume else {}  # trial id -> run id, read once
+        self._spare: dict[tuple, list[str]] = {}  # configuration -> runs of trials Tune's saved state lacks
+        self._restored: set[str] | None = None  # ids of the trials Tune restored
+        self._open: set = set()  # trials started and not ended
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if self._restored is None:  # Tune's first step: the trials it holds are the restored ones
+            self._restored = {t.trial_id for t in trials}
 
     def log_trial_start(self, trial) -> None:
         if isinstance(self.runs, Future) and self.runs.done():
             self.runs.result()  # the session's runs could not be opened: stop here, not after every trial
-        tags = {**(self.tags or {}), ROLE_TAG: "trial", MODEL_TAG: trial.config["model"], "trial_name": str(trial)}
+        tags = {**(self.tags or {}), ROLE_TAG: "trial", MODEL_TAG: trial.config["model"], "trial_name": str(trial),
+                TRIAL_ID_TAG: trial.trial_id}
         params = [Param(k, str(v)) for k, v in flatten_dict(trial.config).items()]
+        self._open.add(trial)
         self._submit(self._start_run, trial, tags, params, _now_ms())
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
@@ -71,10 +86,14 @@ class TrialRunCallback(MLflowLoggerCallback):
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
         error = failure_of(trial.last_result) or (error_summary(trial) if failed else None)
+        self._open.discard(trial)
         self._submit(self._end_run, trial, error, _now_ms())
 
     def close(self) -> list[BaseException]:
-        """Wait for every write; the errors of those that failed, in order."""
+        """Close the runs of trials that never ended as KILLED, wait for every write; the errors of those that failed."""
+        for trial in list(self._open):
+            self._submit(self._kill_run, trial, _now_ms())
+        self._open.clear()
         if self._writer is not None:
             self._writer.shutdown(wait=True)
         errors = [error for error in (f.exception() for f in self._writes) if error is not None]
@@ -87,10 +106,32 @@ class TrialRunCallback(MLflowLoggerCallback):
     def _start_run(self, trial, tags: dict[str, str], params: list[Param], started_ms: int) -> None:
         if trial not in self._trial_runs:
             runs = self.runs.result() if isinstance(self.runs, Future) else self.runs
-            tags = {**tags, SESSION_TAG: runs.session_id, "mlflow.parentRunId": runs.parents[tags[MODEL_TAG]]}
-            run = self._mlflow().create_run(runs.experiment_id, start_time=started_ms, tags=tags, run_name=str(trial))
-            self._trial_runs[trial] = run.info.run_id
+            earlier = self._earlier_runs(runs).get(trial.trial_id) or self._spare_run(params)
+            if earlier is not None:  # started before an interruption: the same run again
+                self._mlflow().update_run(earlier, status="RUNNING")
+                self._mlflow().set_tag(earlier, TRIAL_ID_TAG, trial.trial_id)
+                self._trial_runs[trial] = earlier
+            else:
+                tags = {**tags, SESSION_TAG: runs.session_id, "mlflow.parentRunId": runs.parents[tags[MODEL_TAG]]}
+                run = self._mlflow().create_run(runs.experiment_id, start_time=started_ms, tags=tags,
+                                                run_name=str(trial))
+                self._trial_runs[trial] = run.info.run_id
         self._log(trial, [], params)
+
+    def _earlier_runs(self, runs: SessionRuns) -> dict[str, str]:
+        """The session's trial runs by trial id; those of trials Tune's saved state lacks (Tune saves every
+        ten seconds or so: after a SIGKILL, its searcher suggests them again under new ids) by configuration."""
+        if self._earlier is None:
+            found = trial_runs_of(self._mlflow(), runs)
+            self._earlier = {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in found}
+            for run in found:
+                if run.data.tags[TRIAL_ID_TAG] not in (self._restored or set()):
+                    self._spare.setdefault(tuple(sorted(run.data.params.items())), []).append(run.info.run_id)
+        return self._earlier
+
+    def _spare_run(self, params: list[Param]) -> str | None:
+        spare = self._spare.get(tuple(sorted((p.key, p.value) for p in params)))
+        return spare.pop(0) if spare else None
 
     def _mlflow(self) -> MlflowClient:
         if self._client is None:
@@ -109,6 +150,10 @@ class TrialRunCallback(MLflowLoggerCallback):
         if error is not None:
             self._mlflow().set_tag(run_id, ERROR_TAG, error)
         self._mlflow().set_terminated(run_id, status="FAILED" if error is not None else "FINISHED", end_time=ended_ms)
+
+    def _kill_run(self, trial, ended_ms: int) -> None:
+        if trial in self._trial_runs:
+            self._mlflow().set_terminated(self._trial_runs[trial], status="KILLED", end_time=ended_ms)
 
 
 def _now_ms() -> int:

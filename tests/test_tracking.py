@@ -84,8 +84,11 @@ def test_an_existing_experiment_keeps_its_artifact_location(store, tmp_path):
 class _Trial:
     """What the MLflow callbacks read from a Tune trial."""
 
+    error_file = None  # Tune's error file on the driver: none here, get_error() stands in
+
     def __init__(self, name: str, config: dict, last_result: dict | None = None) -> None:
         self.name, self.config, self.last_result = name, config, last_result or {}
+        self.trial_id = name
 
     def __str__(self) -> str:
         return self.name
@@ -223,3 +226,37 @@ def test_when_the_session_runs_cannot_open_the_next_trial_start_raises_their_err
     with pytest.raises(ConnectionError, match="tracking server unreachable"):
         callback.log_trial_start(_Trial("second", {"model": "ridge", "params": {}}))
     assert [type(e) for e in callback.close()] == [ConnectionError]
+
+
+def test_a_resumed_session_writes_each_trial_to_the_run_it_had(store):
+    """Before: "a" finished, "b" was cut short (KILLED), "c" ran after Tune's last save. Resumed, Tune
+    restores "a" and "b" and its searcher suggests c's configuration again under a new id: three runs, not five."""
+    from raymlx.tracking import start_runs
+    from raymlx.trial_runs import TrialRunCallback
+
+    uri, spec_dir = store
+    experiment_id = ensure_experiment("resumed", tracking_uri=uri, base_dir=spec_dir)
+    session, parents = start_runs(MlflowClient(uri), experiment_id, name="s", models=["ridge"])
+    runs = SessionRuns(experiment_id, session, parents)
+    a, b, c = (_Trial(n, {"model": "ridge", "params": {"alpha": i}}) for i, n in enumerate("abc"))
+    before = TrialRunCallback(runs=runs, tracking_uri=uri)
+    before.setup()
+    for trial in (a, b, c):
+        before.log_trial_start(trial)
+    for trial in (a, c):
+        before.log_trial_result(1, trial, {"rmse": 1.0, "training_iteration": 1})
+        before.log_trial_end(trial)
+    assert before.close() == []
+    assert {r.info.run_name: r.info.status for r in MlflowClient(uri).search_runs([experiment_id])}["b"] == "KILLED"
+    after = TrialRunCallback(runs=runs, tracking_uri=uri, resume=True)
+    after.setup()
+    after.on_step_begin(0, [a, b])  # what Tune's saved state held
+    c_again = _Trial("c2", dict(c.config))
+    for trial in (b, c_again):
+        after.log_trial_start(trial)
+        after.log_trial_result(1, trial, {"rmse": 2.0, "training_iteration": 1})
+        after.log_trial_end(trial)
+    assert after.close() == []
+    found = MlflowClient(uri).search_runs([experiment_id], "tags.`raymlx.role` = 'trial'")
+    assert sorted((r.info.run_name, r.info.status, r.data.tags["raymlx.trial_id"]) for r in found) == [
+        ("a", "FINISHED", "a"), ("b", "FINISHED", "b"), ("c", "FINISHED", "c2")]

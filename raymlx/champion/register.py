@@ -49,9 +49,10 @@ def user_code_paths(spec: Spec, base_dir: str) -> list[str]:
 
 def register_champion(loaded: LoadedSpec, frame: pd.DataFrame, best: LeaderboardRow, *, metric: Metric,
                       folds: list[Fold], tracking_uri: str, run_id: str, experiment_id: str,
-                      force_promote: bool = False) -> Champion:
-    """Refit the best configuration on every row, log it in the session run, register it, and move the
-    ``champion`` alias to it only if it beats the current champion rescored on ``folds`` (else ``challenger``).
+                      force_promote: bool = False, predictor: FittedPredictor | None = None) -> Champion:
+    """Refit the best configuration on every row (unless ``predictor`` is that refit already), log it in the
+    session run, register it, and move the ``champion`` alias to it only if it beats the current champion
+    rescored on ``folds`` (else ``challenger``).
 
     Returns:
         The registered version, its alias and the promotion decision.
@@ -61,7 +62,7 @@ def register_champion(loaded: LoadedSpec, frame: pd.DataFrame, best: Leaderboard
     mlflow.set_tracking_uri(tracking_uri)
     current = score_current(MlflowClient(tracking_uri), name, frame, folds, spec=spec, metric=metric)
     decision = decide(best.score, current, metric=metric, margin=spec.promotion.metric_margin, force=force_promote)
-    predictor = refit(loaded, frame, best)
+    predictor = predictor or refit(loaded, frame, best)
     metadata = {"model": best.model, "metric": metric.name, "score": best.score, "task": spec.task,
                 "target": spec.data.target, "params": best.params}
     uri, version = log_champion(predictor, run_id=run_id, experiment_id=experiment_id, registered_model=name,
