@@ -110,13 +110,14 @@ def main() -> None:
     sklearn = [name for name in every if loaded.spec.models[name].model.startswith("sklearn.")]
     alt = [sys.executable, str(Path(__file__).resolve().parent / "alternatives.py")]
     raymlx = [sys.executable, "-m", "raymlx.cli", "tune"]
+    quiet = ["--set", "report.enabled=false"]  # tuning alone; the report's cost is benchmarks/report's
     # key, label, command before the spec, after it, trials running at once, models, search algorithm
     # (on its subset raymlx searches at random, and RandomizedSearchCV fits the configurations it draws).
     contenders = [
-        ("raymlx", "raymlx tune", raymlx, [], 2, every, None),
+        ("raymlx", "raymlx tune", raymlx, quiet, 2, every, None),
         ("optuna1", "optuna loop (1 process)", alt + ["optuna"], ["--n-jobs", "1"], 1, every, None),
         ("optuna2", "optuna n_jobs=2", alt + ["optuna"], ["--n-jobs", "2"], 2, every, None),
-        ("raymlx-sklearn", "raymlx tune, scikit-learn, random", raymlx, [], 2, sklearn, "random"),
+        ("raymlx-sklearn", "raymlx tune, scikit-learn, random", raymlx, quiet, 2, sklearn, "random"),
         ("randomized", "RandomizedSearchCV n_jobs=2, scikit-learn", alt + ["randomized"], [], 2, sklearn, "random"),
     ]
     rows = []
