@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from raymlx.defaults import prepare
 from raymlx.experiment import ExperimentResult, compute_fold_features
 from raymlx.folds import make_folds
 from raymlx.metrics import get_metric
@@ -123,8 +124,9 @@ def _fold_scores(oof: pd.DataFrame, metric) -> list[float] | None:
 
 def collect_sections(loaded: LoadedSpec, frame: pd.DataFrame, result: ExperimentResult):
     """Draw and log every model's section; returns the session, its trial runs by model and the sections."""
+    folds = make_folds(frame, loaded.spec)
+    loaded, _ = prepare(loaded, folds)  # the spec as tuned: seeds filled in, the baseline's entry added
     spec, base_dir = loaded.spec, loaded.base_dir
-    folds = make_folds(frame, spec)
     features = compute_fold_features(spec, frame, folds, base_dir=base_dir)
     session = find_session(result.tracking_uri, spec.experiment_name, result.session_run_id)
     parents = {name: run.info.run_id for name, run in model_runs(session).items()}
