@@ -21,6 +21,7 @@ name: report-regression
 task: regression
 data: {uri: data/diabetes.csv, target: progression}
 validation: {folds: 3}
+baseline: false
 pipelines:
   scaled: [{step: standard_scale}]
 models:
@@ -44,6 +45,7 @@ name: report-classification
 task: classification
 data: {uri: data/iris.csv, target: species}
 validation: {folds: 3}
+baseline: false
 metric: {name: accuracy}
 models:
   logreg:
