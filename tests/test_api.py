@@ -18,7 +18,6 @@ name: api
 task: regression
 data: {uri: data/diabetes.csv, target: progression}
 validation: {strategy: kfold, folds: 3}
-baseline: false
 models:
   ridge:
     model: sklearn.linear_model:Ridge
