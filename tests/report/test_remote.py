@@ -18,6 +18,7 @@ name: remote-report
 task: regression
 data: {uri: data/diabetes.csv, target: progression}
 validation: {folds: 3}
+baseline: false
 tracking: {uri: "http://127.0.0.1:PORT", experiment: remote-report, registered_model: remote-report}
 models:
   ridge:
