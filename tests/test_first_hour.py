@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from raymlx.api import load_champion
 from raymlx.champion.register import register_champion
+from raymlx.folds import make_folds
 from raymlx.checks import validate
 from raymlx.metrics import get_metric
 from raymlx.experiment import run_experiment
@@ -143,9 +144,10 @@ def test_factory_and_train_function_both_tune_and_register_a_champion(experiment
     assert result.champion != "baseline" and result.beats_baseline is True
     assert result.champion == next(r.model for r in result.leaderboard if not r.baseline)
     other = next(r for r in result.leaderboard if r.model in ("factory", "train") and r.model != result.champion)
-    again = register_champion(loaded, validate(loaded), other, metric=get_metric(loaded.spec.metric_spec.name),
-                              tracking_uri=result.tracking_uri, run_id=result.session_run_id,
-                              experiment_id=result.experiment_id)
+    frame = validate(loaded)
+    again = register_champion(loaded, frame, other, metric=get_metric(loaded.spec.metric_spec.name),
+                              folds=make_folds(frame, loaded.spec), tracking_uri=result.tracking_uri,
+                              run_id=result.session_run_id, experiment_id=result.experiment_id)
     assert again.version == str(int(result.champion_version) + 1)
     for version in (result.champion_version, again.version):
         predictor = load_champion(model_uri=f"models:/{loaded.spec.registered_model_name}/{version}",
