@@ -25,6 +25,7 @@ from raymlx.space import decode, distributions
 from raymlx.spec import ChoiceParam, FloatParam
 from raymlx.spec_io import load_spec
 from raymlx.tracking import resolve_tracking_uri
+from raymlx._result import PREDICTIONS_KEY
 from raymlx.trainable import ModelPlan, TrialContext, evaluate
 from raymlx.experiment import compute_fold_features
 
@@ -45,7 +46,7 @@ def _suggest(trial: optuna.Trial, space: dict) -> dict:
 def _log_trial(model: str, params: dict, result: dict) -> None:
     with mlflow.start_run(run_name=model, tags={"raymlx.model": model, "raymlx.role": "trial"}):
         mlflow.log_params({"model": model, **{f"params/{k}": v for k, v in params.items()}})
-        mlflow.log_metrics(result)
+        mlflow.log_metrics({k: v for k, v in result.items() if k != PREDICTIONS_KEY})  # as raymlx's trial runs
 
 
 def run_optuna(loaded, context, metric, n_jobs: int) -> None:
