@@ -110,7 +110,9 @@ def main() -> None:
     sklearn = [name for name in every if loaded.spec.models[name].model.startswith("sklearn.")]
     alt = [sys.executable, str(Path(__file__).resolve().parent / "alternatives.py")]
     raymlx = [sys.executable, "-m", "raymlx.cli", "tune"]
-    quiet = ["--set", "report.enabled=false"]  # tuning alone; the report's cost is benchmarks/report's
+    # Tuning of the spec's own models alone, as the alternatives do: no automatic baseline, no report
+    # (the report's cost is benchmarks/report's).
+    quiet = ["--set", "report.enabled=false", "--set", "baseline=false"]
     # key, label, command before the spec, after it, trials running at once, models, search algorithm
     # (on its subset raymlx searches at random, and RandomizedSearchCV fits the configurations it draws).
     contenders = [
