@@ -67,7 +67,7 @@ def _run(action: Callable[[], None], cleanup: Callable[[], None] | None = None,
         err.print(f"[red]error:[/red] {escape(redact(str(exc)))}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt as exc:
-        err.print(interrupted(exc), highlight=False, soft_wrap=True)
+        err.print(escape(redact(interrupted(exc))), highlight=False, soft_wrap=True)  # it repeats --set values
         raise typer.Exit(130) from None
     except Exception as exc:
         if _state["debug"]:
