@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,17 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "data").mkdir()
     shutil.copy(DIABETES, tmp_path / "data" / "diabetes.csv")
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def forget_user_modules(tmp_path_factory):
+    """Forget the user files a test imported from its own project copy.
+
+    A spec's file is imported under its stem (`features.py` as `features`) and a second file of that name
+    is refused, as it would be in a user's process; tests copy the same example into many folders.
+    """
+    yield
+    base = str(tmp_path_factory.getbasetemp().resolve())
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(base):
+            del sys.modules[name]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import mlflow
@@ -43,9 +42,6 @@ def temperature(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("temperature")
     shutil.copytree(EXAMPLE, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", ".raymlx"))
     (root / "counting.py").write_text(COUNTING_STEP)
-    # Another test's copy of the example may have imported its own `features.py` in this process; a spec's
-    # file is imported under its own name, so this copy's would be refused as a second `features`.
-    sys.modules.pop("features", None)
     return root
 
 
