@@ -13,12 +13,14 @@ import contextlib
 import importlib
 import inspect
 import logging
+import os
 import time
 from typing import Any, Callable, Iterator
+from unittest import mock
 
 import ray
 
-__all__ = ["CHECKED_RAY", "private_apis", "stop_monitor", "prompt_node_wait", "tune_actor_env_defaults",
+__all__ = ["CHECKED_RAY", "private_apis", "stop_monitor", "prompt_node_wait", "loopback_node", "tune_actor_env_defaults",
            "serve_target_groups", "versioned_deployment", "mlflow_metrics", "MAX_METRICS_PER_BATCH",
            "MAX_PARAMS_PER_BATCH"]
 
@@ -39,6 +41,17 @@ def _fallback(name: str, exc: BaseException) -> None:
         _warned.add(name)
         logger.warning("Ray %s: %s is not available (%s: %s); using the public API instead (slower)",
                        ray.__version__, name, type(exc).__name__, exc)
+
+
+def _module_with(module: str, attribute: str, what: str) -> Any:
+    """The private ``module`` when it has ``attribute``; else ``None``, with a warning that ``what`` falls back."""
+    try:
+        found = importlib.import_module(module)
+        getattr(found, attribute)
+    except (ImportError, AttributeError) as exc:
+        _fallback(what, exc)
+        return None
+    return found
 
 
 def _monitor_processes() -> list[Any]:
@@ -97,14 +110,11 @@ def prompt_node_wait(timeout_s: float = 30) -> Iterator[None]:
     machine. Here the asks come every 20 ms first; Ray's own call then finds the node at
     once. Fallback: Ray's own one-second polling.
     """
-    try:
-        from ray._private import services
-
-        original = services.get_node
-    except (ImportError, AttributeError) as exc:
-        _fallback("prompt node registration", exc)
+    services = _module_with("ray._private.services", "get_node", "prompt node registration")
+    if services is None:
         yield
         return
+    original = services.get_node
 
     def get_node(gcs_address: str, node_id: str):
         try:
@@ -118,6 +128,30 @@ def prompt_node_wait(timeout_s: float = 30) -> Iterator[None]:
         yield
     finally:
         services.get_node = original
+
+
+_SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def loopback_node() -> Iterator[None]:
+    """Start a local runtime whose processes all listen on 127.0.0.1, never on every interface.
+
+    Ray's servers (GCS, raylet, object manager, each worker's gRPC server, the dashboard and
+    runtime-env agents) bind loopback when the node's IP address is ``127.0.0.1`` and every
+    interface otherwise; on Linux ``ray.init`` turns a given ``127.0.0.1`` into the host's
+    address unless Ray runs in its single-machine mode (the macOS and Windows default), chosen
+    by ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``. Ray reads that variable when imported: the
+    environment carries it to every process the runtime starts, and the driver's copy, read
+    long before, is set here for the start. Fallback: the host's address (all interfaces).
+    """
+    constants = _module_with("ray._private.ray_constants", "ENABLE_RAY_CLUSTER", "loopback-only local runtime")
+    if constants is None:
+        yield
+        return
+    with mock.patch.dict(os.environ, {_SINGLE_MACHINE_ENV: "0"}), \
+            mock.patch.object(constants, "ENABLE_RAY_CLUSTER", False):
+        yield
 
 
 def tune_actor_env_defaults() -> dict[str, str] | None:
@@ -184,6 +218,7 @@ def mlflow_metrics(util: Any, values: dict[str, Any]) -> dict[str, float]:
 _NEEDS: dict[str, list[tuple[str, str]]] = {
     "stop_monitor": [("ray._private.ray_constants", "PROCESS_TYPE_MONITOR"), ("ray._private.worker", "_global_node")],
     "prompt_node_wait": [("ray._private.services", "get_node"), ("ray._raylet", "GcsClient")],
+    "loopback_node": [("ray._private.ray_constants", "ENABLE_RAY_CLUSTER")],
     "tune_actor_env": [("ray.tune.execution.class_cache", "DEFAULT_ENV_VARS")],
     "serve_target_groups": [("ray.serve._private.constants", "SERVE_CONTROLLER_NAME"),
                             ("ray.serve._private.constants", "SERVE_NAMESPACE"),

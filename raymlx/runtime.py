@@ -26,7 +26,7 @@ _JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # what Ray's job manager gives 
 
 def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False) -> bool:
     """Join the cluster named by ``address``, ``runtime.address`` or ``$RAY_ADDRESS`` (set in a Ray Job), else start a
-    small local Ray runtime of this run's own, even where ``ray start`` left one running.
+    small local Ray runtime of this run's own, listening on 127.0.0.1 only, even where ``ray start`` left one running.
 
     Returns:
         Whether this call started Ray (and so should shut it down).
@@ -41,7 +41,8 @@ def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str,
         # Every worker of a runtime started here inherits this process's environment: set what Tune
         # would give each trial actor as an environment of its own (see trial_actor_env).
         os.environ.setdefault(_TUNE_ACTOR_ENV[0], _TUNE_ACTOR_ENV[1])
-        with _compat.prompt_node_wait():
+        # Loopback only: the runtime serves this machine alone, and Ray's ports accept jobs (ShadowRay).
+        with _compat.prompt_node_wait(), _compat.loopback_node():
             ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=verbose,
                      logging_level=level, object_store_memory=runtime.object_store_memory_mb * 1024 * 1024)
     return True

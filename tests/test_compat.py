@@ -7,6 +7,7 @@ naming it; raymlx then runs on the public fallback until the guarded use is upda
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 
@@ -78,28 +79,38 @@ def test_tune_s_actor_environment_is_the_one_raymlx_inherits():
     assert _compat.tune_actor_env_defaults() == {"PL_DISABLE_FORK": "1"}
 
 
-@pytest.mark.parametrize("probe", [
-    pytest.param("stop_monitor", id="stop-monitor"),
-    pytest.param("prompt_node_wait", id="node-wait"),
+@pytest.mark.parametrize(("probe", "modules"), [
+    pytest.param("stop_monitor()", ("services", "worker"), id="stop-monitor"),
+    pytest.param("prompt_node_wait().__enter__()", ("services", "worker"), id="node-wait"),
+    pytest.param("loopback_node().__enter__()", ("ray_constants",), id="loopback-node"),
 ])
-def test_a_missing_private_module_falls_back_without_failing(probe):
+def test_a_missing_private_module_falls_back_without_failing(probe, modules):
     """Run the guarded call in a fresh interpreter where Ray's private module cannot be imported."""
     code = (
         "import sys, logging\n"
         "logging.basicConfig(level=logging.WARNING)\n"
         "import ray._private.services, ray._private.worker\n"
         "from raymlx import _compat\n"
-        "for name in ('services', 'worker'):\n"
+        f"for name in {modules!r}:\n"
         "    delattr(ray._private, name)\n"
         "    sys.modules['ray._private.' + name] = None\n"
-        f"if '{probe}' == 'stop_monitor':\n"
-        "    _compat.stop_monitor()\n"
-        "else:\n"
-        "    with _compat.prompt_node_wait():\n"
-        "        pass\n"
+        f"_compat.{probe}\n"
         "print('ok')\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=_root(), timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
     assert "using the public API instead" in done.stderr
+
+
+
+def test_a_loopback_node_is_asked_of_ray_in_the_driver_and_every_process_it_starts(monkeypatch):
+    from ray._private import ray_constants
+
+    monkeypatch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", raising=False)
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    with _compat.loopback_node():
+        assert ray_constants.ENABLE_RAY_CLUSTER is False  # the driver: ray.init keeps 127.0.0.1 as the node's address
+        assert os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"  # what the runtime's processes inherit
+    assert ray_constants.ENABLE_RAY_CLUSTER is before
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from raymlx.cli import app
 from raymlx.serve._control import _free_port
+from tests.listening import descendants, exposed, listening
 from tests.serve.conftest import TARGET, register, tabular
 
 
@@ -41,6 +42,9 @@ def test_detach_reload_stop(store, diabetes, home):
     pid = json.loads((home / "serve" / f"{port}.json").read_text())["pid"]
     try:
         assert httpx.get(url + "/metadata").json()["version"] == "1"
+        server = descendants(pid)  # Ray's processes, Serve's and the relay: loopback only
+        assert {"gcs_server", "raylet", "ray::ServeRepli"} <= {name for _, name, _ in listening(server)}
+        assert exposed(server) == []
         register(store, "cli", tabular(diabetes, Ridge(alpha=5.0)), diabetes.drop(columns=[TARGET]).head(5))
         reloaded = raymlx("serve", "--reload", env=env)
         assert reloaded.returncode == 0, reloaded.stderr[-2000:]
