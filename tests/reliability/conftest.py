@@ -62,17 +62,23 @@ models:
 
 @dataclass
 class Driver:
-    """One project folder, one private Ray temp dir; runs `raymlx tune` there as a process of its own group."""
+    """One project folder, one private Ray temp dir; runs `raymlx tune` there as a process of its own group.
+
+    ``tracking`` is the tracking URI the test reads runs from (the project's ``mlflow.db`` unless set),
+    ``options`` what every run is given first (``--set tracking.uri=...`` to use another).
+    """
 
     project: Path
     temp: str
     process: subprocess.Popen | None = None
+    tracking: str | None = None
+    options: tuple[str, ...] = ()
 
     def start(self, *args: str) -> subprocess.Popen:
-        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("MLFLOW_")}
         env.update(RAY_TMPDIR=self.temp, PYTHONPATH=str(ROOT))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "raymlx.cli", "tune", "specs.yaml", *args], cwd=self.project, env=env,
+            [sys.executable, "-m", "raymlx.cli", "tune", "specs.yaml", *self.options, *args], cwd=self.project, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0)
         return self.process
 
@@ -110,7 +116,7 @@ class Driver:
         Asked only once the driver's trials fit (its store exists by then): a store this process
         created at the same time as the driver would race it through MLflow's schema migrations.
         """
-        if not (self.fits() and (self.project / "mlflow.db").exists()):
+        if not (self.fits() and (self.tracking or (self.project / "mlflow.db").exists())):
             return 0
         return sum(1 for r in self.runs("trial") if r.info.status == "FINISHED")
 
@@ -128,8 +134,11 @@ class Driver:
             time.sleep(0.2)
         return left
 
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.tracking or f"sqlite:///{self.project / 'mlflow.db'}")
+
     def runs(self, role: str | None = None) -> list[Run]:
-        client = MlflowClient(f"sqlite:///{self.project / 'mlflow.db'}")
+        client = self.client()
         experiment = client.get_experiment_by_name("reliable")
         if experiment is None:
             return []
@@ -137,7 +146,7 @@ class Driver:
         return client.search_runs([experiment.experiment_id], filter_string=where, max_results=1000)
 
     def champion_version(self) -> str | None:
-        client = MlflowClient(f"sqlite:///{self.project / 'mlflow.db'}")
+        client = self.client()
         try:
             return str(client.get_model_version_by_alias("reliable", "champion").version)
         except Exception:  # noqa: BLE001 - no registered model or no alias yet

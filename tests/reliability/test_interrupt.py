@@ -11,6 +11,9 @@ import pytest
 
 from raymlx.search import model_searcher
 from raymlx.spec_io import load_spec
+from tests.listening import descendants, exposed, listening
+from tests.reliability.test_credentials import SECRET, _files_holding
+from tests.test_remote_tracking import mlflow_server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
 
@@ -48,13 +51,24 @@ def _assert_completed_once(driver) -> None:
     assert driver.champion_version() == "1"
 
 
-def test_ctrl_c_mid_trials_and_during_the_refit_then_resume(driver):
+def test_ctrl_c_mid_trials_and_during_the_refit_then_resume(driver, mlflow_server):
+    """Tracked to a real tracking server through a URI with a password: the password is in nothing printed or
+    written, Ctrl-C's resume hint and Tune's saved state included; Ray listens on loopback only meanwhile."""
+    server, server_root = mlflow_server
+    driver.tracking = server
+    driver.options = ("--set", "tracking.uri=" + server.replace("http://", f"http://alice:{SECRET}@"))
+    printed = []
     driver.start()
     driver.wait_until(lambda: driver.trials_finished() >= 2)
+    run = descendants(driver.process.pid)
+    assert {"gcs_server", "raylet"} <= {name for _, name, _ in listening(run)}
+    assert exposed(run) == []
     driver.interrupt()
     code, out, err = driver.finish()
+    printed += [out, err]
     assert code == 130, err[-3000:]
-    said = re.search(r"interrupted after (\d+) of 10 trials; resume with: raymlx tune specs\.yaml --resume", err)
+    said = re.search(r"interrupted after (\d+) of 10 trials; resume with: raymlx tune specs\.yaml "
+                     r"--set tracking\.uri=http://alice:\*\*\*@127\.0\.0\.1:\d+ --resume", err)
     assert said and 2 <= int(said.group(1)) < TOTAL, err[-2000:]
     assert "Traceback" not in err and "champion" not in out
     assert driver.no_ray_processes_within(20) == []
@@ -70,6 +84,7 @@ def test_ctrl_c_mid_trials_and_during_the_refit_then_resume(driver):
     driver.wait_until(lambda: process.pid in driver.fits())
     driver.interrupt()
     code, out, err = driver.finish()
+    printed += [out, err]
     assert code == 130 and "interrupted after 10 of 10 trials" in err, err[-3000:]
     assert driver.champion_version() is None
     assert [s.info.status for s in driver.runs("session")] == ["KILLED"]
@@ -77,9 +92,14 @@ def test_ctrl_c_mid_trials_and_during_the_refit_then_resume(driver):
     assert driver.no_ray_processes_within(20) == []
 
     code, out, err = driver.run("--resume")
+    printed += [out, err]
     assert code == 0, err[-3000:]
     assert "champion: first registered" in out or "champion: second registered" in out
     _assert_completed_once(driver)
+    assert list((driver.project / ".raymlx").rglob("tuner.pkl"))  # Tune's saved state is among what is searched
+    assert [i for i, text in enumerate(printed) if SECRET in text] == []
+    for root in (driver.project, Path(driver.temp), server_root):
+        assert _files_holding(root, SECRET) == [], root
 
 
 def test_sigkill_mid_trials_leaves_nothing_running_and_resume_completes(driver):
