@@ -31,9 +31,10 @@ EXAMPLES = [ROOT / "examples" / "tabular", ROOT / "examples" / "temperature"]
 MUTANTS_PER_EXAMPLE = 150
 TUNED_PER_EXAMPLE = 2
 
-# What only fitting can show, so a spec validate accepts may still end with every trial failed (exit 1):
-# a hyperparameter value the estimator itself refuses when fitted (sklearn's InvalidParameterError), and
-# a model that fails on the data its pipeline produced. Each is a failed trial, named on the leaderboard.
+# What only a fit can show, so a spec validate accepts may still end with every trial failed (exit 1): a
+# hyperparameter value the estimator refuses when it is fitted (scikit-learn's InvalidParameterError; validate
+# checks parameter names and search bounds, not each estimator's own constraints on values). Each is a failed
+# trial, named on the leaderboard with its reason.
 UNFORESEEABLE = ("InvalidParameterError",)
 
 ODD_VALUES = [None, "", "x" * 5000, -1, 0, 10**12, 1.5, float("nan"), float("inf"), True, [], {}, [1, "a"],
