@@ -20,8 +20,8 @@ from unittest import mock
 
 import ray
 
-__all__ = ["CHECKED_RAY", "private_apis", "stop_monitor", "prompt_node_wait", "loopback_node", "tune_actor_env_defaults",
-           "serve_target_groups", "versioned_deployment", "mlflow_metrics", "MAX_METRICS_PER_BATCH",
+__all__ = ["CHECKED_RAY", "private_apis", "stop_monitor", "prompt_node_wait", "loopback_node",
+           "tune_actor_env_defaults", "serve_target_groups", "versioned_deployment", "mlflow_metrics", "MAX_METRICS_PER_BATCH",
            "MAX_PARAMS_PER_BATCH"]
 
 logger = logging.getLogger(__name__)
@@ -149,9 +149,17 @@ def loopback_node() -> Iterator[None]:
     if constants is None:
         yield
         return
-    with mock.patch.dict(os.environ, {_SINGLE_MACHINE_ENV: "0"}), \
-            mock.patch.object(constants, "ENABLE_RAY_CLUSTER", False):
-        yield
+    # Only this variable is restored after: the driver's other threads set theirs meanwhile (the tracking check).
+    saved = os.environ.get(_SINGLE_MACHINE_ENV)
+    os.environ[_SINGLE_MACHINE_ENV] = "0"
+    try:
+        with mock.patch.object(constants, "ENABLE_RAY_CLUSTER", False):
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop(_SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[_SINGLE_MACHINE_ENV] = saved
 
 
 def tune_actor_env_defaults() -> dict[str, str] | None:

@@ -1,4 +1,4 @@
-"""The TCP sockets a set of processes listens on, read from /proc (what ``ss -ltnp`` shows), and which are not loopback."""
+"""The TCP sockets a set of processes listens on, read from /proc (what ``ss -ltnp`` shows); which are not loopback."""
 
 from __future__ import annotations
 
