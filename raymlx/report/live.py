@@ -4,7 +4,6 @@ file once the run has ended."""
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -20,8 +19,6 @@ from raymlx.spec_io import LoadedSpec
 from raymlx.tracking import resolve_tracking_uri
 
 __all__ = ["LiveReport", "report_after_tune"]
-
-logger = logging.getLogger(__name__)
 
 
 class LiveReport:
@@ -118,7 +115,10 @@ def _pool() -> ProcessPoolExecutor:
     and processes spawned afresh would each import for seconds: the fork server imports once, in a
     process of its own with one thread. Two at most, so a report never takes more than two cores from the trials.
     """
+    workers = min(2, os.cpu_count() or 1)
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows: processes spawned afresh
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(PRELOAD))
     multiprocessing.forkserver.ensure_running()  # it imports while Ray starts, not when the first model ends
-    return ProcessPoolExecutor(min(2, os.cpu_count() or 1), mp_context=context)
+    return ProcessPoolExecutor(workers, mp_context=context)
