@@ -25,6 +25,7 @@ from raymlx.report.charts import diagnostics
 from raymlx.report.explain import explain
 from raymlx.report.oof import fit_last, oof_frame
 from raymlx.report.search import search_charts, study_from_runs
+from raymlx.select import LeaderboardRow
 from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
 
@@ -124,7 +125,7 @@ def _fold_scores(oof: pd.DataFrame, metric) -> list[float] | None:
 class SectionJob:
     """What a report process needs to draw one model's section and log it to the model's run."""
 
-    row: Any  # its raymlx.select.LeaderboardRow
+    row: LeaderboardRow  # its best trial
     run_id: str
     experiment_id: str
     session_id: str
@@ -143,7 +144,8 @@ def section_job(ended: ModelEnded, frame: pd.DataFrame, *, base_dir: str, tracki
 
 
 def late_jobs(loaded: LoadedSpec, frame: pd.DataFrame, result: ExperimentResult, rows: list) -> list[SectionJob]:
-    """The jobs of models drawn after the run (those of a resumed session): their features computed again."""
+    """The jobs of models drawn after the run (a resumed session's, or all when the report is made after it):
+    their features computed again."""
     if not rows:
         return []
     folds = make_folds(frame, loaded.spec)
