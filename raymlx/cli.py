@@ -119,22 +119,19 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
                                          verbose=_state["verbose"]))
         from raymlx.checks import validate as run_checks
         from raymlx.experiment import run_experiment
+        from raymlx.report import LiveReport
 
         frame = run_checks(loaded)
-        if loaded.spec.report.enabled:  # the report's imports load while Tune runs, not after
-            import threading
+        with LiveReport(loaded, frame) as report:  # each model's section is drawn as soon as its trials end
+            result = _with_progress(lambda on_progress: run_experiment(
+                loaded, frame, runtime=started[0], verbose=_state["verbose"], force_promote=force_promote,
+                resume=resume, on_progress=on_progress, on_model_end=report.on_model_end))
+            if decision_file is not None and result.champion_uri:  # before the report, which may fail
+                from raymlx.champion.promotion import write_decision
 
-            from raymlx.report import preload
-            threading.Thread(target=preload, name="raymlx-report-imports", daemon=True).start()
-        result = _with_progress(lambda on_progress: run_experiment(
-            loaded, frame, runtime=started[0], verbose=_state["verbose"], force_promote=force_promote,
-            resume=resume, on_progress=on_progress))
-        if decision_file is not None and result.champion_uri:  # before the report, which may fail
-            from raymlx.champion.promotion import write_decision
-
-            write_decision(decision_file, promoted=result.promoted, version=str(result.champion_version),
-                           model_uri=result.champion_uri, reason=str(result.promotion))
-        _print_result(result, loaded.spec, report=lambda: _tune_report(loaded, frame, result))
+                write_decision(decision_file, promoted=result.promoted, version=str(result.champion_version),
+                               model_uri=result.champion_uri, reason=str(result.promotion))
+            _print_result(result, loaded.spec, report=lambda: _tune_report(report, result))
 
     def stop_ray() -> None:  # after an error's message is printed: it waits for Ray's start to finish
         for runtime in started:
@@ -213,14 +210,12 @@ def _progress_table(models: dict) -> Table:
     return table
 
 
-def _tune_report(loaded, frame, result) -> None:
-    """Write the report of the run that just ended (unless the spec turns it off) and say where it is."""
-    if not loaded.spec.report.enabled:
+def _tune_report(report, result) -> None:
+    """Finish the report of the run that just ended (unless the spec turns it off) and say where it is."""
+    if not report.enabled:
         return
-    from raymlx.report import report_after_tune
-
     with err.status("writing the report (charts and explanations per model)"):
-        path = report_after_tune(loaded, frame, result)
+        path = report.finish(result)
     out.print(f"report: {path} (and in MLflow: the session run's report.html, each model run's plots/)",
               highlight=False, soft_wrap=True)
 
