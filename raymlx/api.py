@@ -53,7 +53,8 @@ def validate(spec: str | Path, *, overrides: Overrides = None) -> pd.DataFrame:
 
 def tune(spec: str | Path, *, overrides: Overrides = None, address: str | None = None,
          verbose: bool = False, resume: bool = False) -> ExperimentResult:
-    """Run the experiment as ``raymlx tune`` does: validate, tune every model on Ray, register the champion.
+    """Run the experiment as ``raymlx tune`` does: validate, tune every model on Ray, register the champion,
+    write the report (unless the spec turns it off).
 
     Args:
         spec: Path of the spec file.
@@ -71,16 +72,22 @@ def tune(spec: str | Path, *, overrides: Overrides = None, address: str | None =
             closed as KILLED and ``resume=True`` continues it.
     """
     from raymlx.checks import validate as run_checks
+    from raymlx.experiment import run_experiment
+    from raymlx.report import LiveReport
     from raymlx.runtime import BackgroundRuntime
     from raymlx.spec_io import load_spec
-    from raymlx.experiment import run_experiment
 
     loaded = load_spec(spec, overrides=_override_strings(overrides))
     runtime = BackgroundRuntime(loaded.spec.runtime, address=address, base_dir=loaded.base_dir, verbose=verbose)
     try:
         frame = run_checks(loaded)
         assert frame is not None  # read_data is on
-        return run_experiment(loaded, frame, runtime=runtime, verbose=verbose, resume=resume)
+        with LiveReport(loaded, frame) as report:
+            result = run_experiment(loaded, frame, runtime=runtime, verbose=verbose, resume=resume,
+                                    on_model_end=report.on_model_end)
+            if result.champion_uri:  # as the command: no report of a run where every trial failed
+                report.finish(result)
+        return result
     finally:
         runtime.shutdown()
 

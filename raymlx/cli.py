@@ -99,7 +99,8 @@ def validate(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
 def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
          address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto' or ray://host:10001); overrides runtime.address."),
          force_promote: bool = typer.Option(False, "--force-promote", help="Give the winner the champion alias even if it does not beat the current champion."),
-         resume: bool = typer.Option(False, "--resume", help="Continue the spec's last interrupted session (its MLflow runs, Tune's saved state).")) -> None:
+         resume: bool = typer.Option(False, "--resume", help="Continue the spec's last interrupted session (its MLflow runs, Tune's saved state)."),
+         decision_file: Optional[Path] = typer.Option(None, "--decision-file", help="Append the promotion gate's decision as key=value lines (promoted, version, alias, model_uri, reason) to this file, e.g. \"$GITHUB_OUTPUT\".")) -> None:
     """Tune every model of the spec concurrently, print the leaderboard, register the champion; Ctrl-C stops (resumable)."""
     started, specs = [], []
 
@@ -107,6 +108,10 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
         from raymlx.runtime import BackgroundRuntime
         from raymlx.spec_io import load_spec
 
+        if decision_file is not None and not decision_file.parent.is_dir():  # before hours of tuning
+            from raymlx.errors import UserInputError
+
+            raise UserInputError(f"--decision-file {decision_file}: the folder {decision_file.parent} does not exist")
         loaded = load_spec(spec, overrides=set_)
         specs.append(loaded.spec)
         # Ray starts (about 4 s) while the heavy imports, the checks and the features run.
@@ -114,17 +119,19 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
                                          verbose=_state["verbose"]))
         from raymlx.checks import validate as run_checks
         from raymlx.experiment import run_experiment
+        from raymlx.report import LiveReport
 
         frame = run_checks(loaded)
-        if loaded.spec.report.enabled:  # the report's imports load while Tune runs, not after
-            import threading
+        with LiveReport(loaded, frame) as report:  # each model's section is drawn as soon as its trials end
+            result = _with_progress(lambda on_progress: run_experiment(
+                loaded, frame, runtime=started[0], verbose=_state["verbose"], force_promote=force_promote,
+                resume=resume, on_progress=on_progress, on_model_end=report.on_model_end))
+            if decision_file is not None and result.champion_uri:  # before the report, which may fail
+                from raymlx.champion.promotion import write_decision
 
-            from raymlx.report import preload
-            threading.Thread(target=preload, name="raymlx-report-imports", daemon=True).start()
-        result = _with_progress(lambda on_progress: run_experiment(
-            loaded, frame, runtime=started[0], verbose=_state["verbose"], force_promote=force_promote,
-            resume=resume, on_progress=on_progress))
-        _print_result(result, loaded.spec, report=lambda: _tune_report(loaded, frame, result))
+                write_decision(decision_file, promoted=result.promoted, version=str(result.champion_version),
+                               model_uri=result.champion_uri, reason=str(result.promotion))
+            _print_result(result, loaded.spec, report=lambda: _tune_report(report, result))
 
     def stop_ray() -> None:  # after an error's message is printed: it waits for Ray's start to finish
         for runtime in started:
@@ -203,14 +210,12 @@ def _progress_table(models: dict) -> Table:
     return table
 
 
-def _tune_report(loaded, frame, result) -> None:
-    """Write the report of the run that just ended (unless the spec turns it off) and say where it is."""
-    if not loaded.spec.report.enabled:
+def _tune_report(report, result) -> None:
+    """Finish the report of the run that just ended (unless the spec turns it off) and say where it is."""
+    if not report.enabled:
         return
-    from raymlx.report import report_after_tune
-
     with err.status("writing the report (charts and explanations per model)"):
-        path = report_after_tune(loaded, frame, result)
+        path = report.finish(result)
     out.print(f"report: {path} (and in MLflow: the session run's report.html, each model run's plots/)",
               highlight=False, soft_wrap=True)
 

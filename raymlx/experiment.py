@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import ray
@@ -31,6 +31,7 @@ from raymlx.defaults import prepare
 from raymlx.errors import RaymlxError
 from raymlx.folds import Fold, make_folds
 from raymlx.metrics import Metric, get_metric
+from raymlx.model_end import ModelEndCallback, ModelEnded
 from raymlx.pipeline import build_pipeline, fold_features
 from raymlx.progress import ModelProgress, ProgressCallback
 from raymlx.runtime import BackgroundRuntime, trial_actor_env
@@ -131,6 +132,7 @@ class _Progress:
     total: int
     session: Session | None = None
     models: dict[str, ModelProgress] = field(default_factory=dict)  # kept by Tune's callback as trials end
+    on_model_end: Callable[[ModelEnded], Any] | None = None
 
     @property
     def done(self) -> int:
@@ -139,7 +141,8 @@ class _Progress:
 
 def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | None = None,
                    runtime: BackgroundRuntime | None = None, on_progress=None,
-                   verbose: bool = False, force_promote: bool = False, resume: bool = False) -> ExperimentResult:
+                   verbose: bool = False, force_promote: bool = False, resume: bool = False,
+                   on_model_end: Callable[[ModelEnded], Any] | None = None) -> ExperimentResult:
     """Tune every model, log everything to MLflow, register the champion.
 
     Args:
@@ -153,13 +156,15 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
         force_promote: Give the new winner the ``champion`` alias even if it does not beat the current one.
         resume: Continue the spec's last unfinished session (its MLflow runs and Tune's saved state);
             without one, start a new session.
+        on_model_end: Called as soon as a model's trials have all ended, while other models may still tune
+            (not for a resumed session's models); it should hand its work elsewhere and return.
 
     Raises:
         ExperimentInterrupted: On Ctrl-C; every run of the session is closed as KILLED.
     """
     spec, base_dir = loaded.spec, loaded.base_dir
     runtime = runtime or BackgroundRuntime(spec.runtime, address=address, base_dir=base_dir, verbose=verbose)
-    state = _Progress(planned_trials(spec))
+    state = _Progress(planned_trials(spec), on_model_end=on_model_end)
     try:
         metric = get_metric(spec.metric_spec.name, spec.metric_spec.mode, base_dir=base_dir)
         start = _starting_point(loaded, resume)
@@ -340,6 +345,10 @@ def _tune(spec, features, metric, base_dir, runs: Future, on_progress, start: _S
     try:
         with _interruption() as interrupted:
             callbacks = [mlflow_callback, progress, JsonLoggerCallback()]
+            if state.on_model_end is not None and not start.restore:  # restored trials end in no callback
+                callbacks.append(ModelEndCallback({n: b for n, (_, b) in searches.items()}, hook=state.on_model_end,
+                                                  flushed=mlflow_callback.flushed, runs=runs, spec=spec,
+                                                  features=features, metric=metric.name, mode=metric.mode))
             if start.restore:  # Tuner.restore would bring back the callbacks pickled with the run, not these
                 analysis = tune.run(
                     _trainable(context, spec), name=name, storage_path=storage, search_alg=searcher,

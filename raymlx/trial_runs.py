@@ -89,6 +89,10 @@ class TrialRunCallback(MLflowLoggerCallback):
         self._open.discard(trial)
         self._submit(self._end_run, trial, error, _now_ms())
 
+    def flushed(self) -> Future:
+        """A future done once every write asked for so far is done (the writer keeps their order)."""
+        return self._writer.submit(lambda: None)
+
     def close(self) -> list[BaseException]:
         """Close the runs of trials that never ended as KILLED, wait for every write; the errors of those that failed."""
         for trial in list(self._open):

@@ -17,6 +17,7 @@ def ray_runtime():
     """A small local Ray runtime shared by every test that needs one."""
     import ray
 
+    # A runtime of its own, as raymlx starts one, even where a `ray start` left another on this machine.
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024,
              log_to_driver=False, ignore_reinit_error=True)
     yield ray

@@ -6,6 +6,7 @@ import re
 import shutil
 
 import mlflow
+from mlflow.tracking import MlflowClient
 import numpy as np
 import pytest
 
@@ -56,8 +57,8 @@ def test_validate_raises_the_spec_error_the_command_line_prints(spec):
         raymlx.validate(spec, overrides=["models.ridge.search.num_samples=0"])
 
 
-def test_tune_registers_a_champion_that_load_champion_returns(ray_runtime, spec):
-    result = raymlx.tune(spec, overrides={"models.tree.search.num_samples": 1})
+def test_tune_registers_a_champion_that_load_champion_returns_and_writes_the_report(ray_runtime, spec):
+    result = raymlx.tune(spec, overrides={"models.tree.search.num_samples": 1, "report.shap_sample": 20})
     assert [row.trials for row in sorted(result.leaderboard, key=lambda r: r.model)] == [1, 2, 1]  # baseline, ridge, tree
     assert result.champion == result.leaderboard[0].model != "baseline"
     champion = raymlx.load_champion(spec)
@@ -65,3 +66,16 @@ def test_tune_registers_a_champion_that_load_champion_returns(ray_runtime, spec)
     mlflow.set_tracking_uri(result.tracking_uri)
     expected = mlflow.pyfunc.load_model(result.champion_uri).predict(rows)
     np.testing.assert_allclose(champion.predict(rows), expected)
+    _assert_reported(result, spec.parent / "report.html")
+
+
+def _assert_reported(result, html_file) -> None:
+    """The report `raymlx tune` writes: beside the spec, on the session run, each model's section on its run."""
+    html = html_file.read_text()
+    client = MlflowClient(result.tracking_uri)
+    assert "report.html" in {a.path for a in client.list_artifacts(result.session_run_id)}
+    models = client.search_runs([result.experiment_id], "tags.`raymlx.role` = 'model'")
+    assert {r.data.tags["raymlx.model"] for r in models} == {row.model for row in result.leaderboard}
+    for run in models:
+        assert f'id="model-{run.data.tags["raymlx.model"]}"' in html
+        assert "report/section.json" in {a.path for a in client.list_artifacts(run.info.run_id, "report")}

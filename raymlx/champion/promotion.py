@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from raymlx.pipeline import fold_features
 from raymlx.spec import Spec
 
 __all__ = ["CHALLENGER_ALIAS", "CurrentChampion", "Decision", "current_champion", "rescore", "decide",
-           "score_current"]
+           "score_current", "write_decision"]
 
 CHALLENGER_ALIAS = "challenger"
 
@@ -123,3 +124,17 @@ def score_current(client: MlflowClient, registered_model: str, frame: pd.DataFra
     except Exception as exc:  # noqa: BLE001 - the old champion cannot run on the new data: it cannot hold the alias
         return CurrentChampion(version, model, math.nan, math.nan, f"{type(exc).__name__}: {exc}")
     return CurrentChampion(version, model, float(np.mean(scores)), float(np.std(scores)))
+
+
+def write_decision(path: str | Path, *, promoted: bool, version: str, model_uri: str, reason: str) -> None:
+    """Append the gate's decision to ``path`` as ``key=value`` lines, the format of GitHub Actions' ``$GITHUB_OUTPUT``.
+
+    Keys: ``promoted`` (``true``/``false``), ``version`` (the version this run registered), ``alias``
+    (``champion`` or ``challenger``), ``model_uri`` (its alias URI) and ``reason`` (both scores, in words).
+    A later step reads them, e.g. to reload the served model only after a promotion.
+    """
+    values = {"promoted": str(promoted).lower(), "version": version,
+              "alias": CHAMPION_ALIAS if promoted else CHALLENGER_ALIAS, "model_uri": model_uri,
+              "reason": " ".join(reason.split())}  # one line each
+    with open(path, "a", encoding="utf-8") as file:
+        file.writelines(f"{key}={value}\n" for key, value in values.items())

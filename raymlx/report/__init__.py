@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from raymlx.report.build import load_report, preload, report_after_tune, write_html
+from raymlx.report.build import load_report, write_html
+from raymlx.report.live import LiveReport, report_after_tune
 
-__all__ = ["report_after_tune", "load_report", "write_html", "preload"]
+__all__ = ["LiveReport", "report_after_tune", "load_report", "write_html"]

@@ -15,7 +15,7 @@ from raymlx.errors import UserInputError
 from raymlx.report._section import SECTION_FILE, Chart, Section
 from raymlx.tracking import MODEL_TAG, ROLE_TAG, SESSION_TAG
 
-__all__ = ["SessionRef", "find_session", "session_runs", "model_runs", "log_section", "log_files", "download",
+__all__ = ["SessionRef", "find_session", "session_runs", "model_runs", "model_trials", "log_section", "log_files", "download",
            "read_section", "read_json", "read_chart", "OOF_FILE", "SHAP_FILE"]
 
 OOF_FILE = "oof/predictions.parquet"
@@ -73,6 +73,13 @@ def session_runs(session: SessionRef, role: str) -> list:
     """The session's runs of a role (``model`` or ``trial``)."""
     query = f"tags.`{SESSION_TAG}` = '{session.run_id}' and tags.`{ROLE_TAG}` = '{role}'"
     return session.client.search_runs([session.experiment_id], query, max_results=MAX_RUNS)
+
+
+def model_trials(client: MlflowClient, experiment_id: str, session_id: str, model: str) -> list:
+    """One model's trial runs in a session."""
+    query = (f"tags.`{SESSION_TAG}` = '{session_id}' and tags.`{ROLE_TAG}` = 'trial' "
+             f"and tags.`{MODEL_TAG}` = '{model}'")
+    return client.search_runs([experiment_id], query, max_results=MAX_RUNS)
 
 
 def model_runs(session: SessionRef) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import json
 import logging
 import tempfile
 import time
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
 from raymlx.tracking import MODEL_TAG
 
-__all__ = ["report_after_tune", "load_report", "write_html", "preload", "REPORT_FILE"]
+__all__ = ["finish_report", "load_report", "write_html", "PRELOAD", "REPORT_FILE"]
 
 logger = logging.getLogger(__name__)
 REPORT_FILE = "report.html"  # the HTML report, on the session run
@@ -68,50 +69,39 @@ def _summary(spec: Spec, leaderboard: list[dict], *, metric, frame: pd.DataFrame
     return summary
 
 
-def preload() -> None:
-    """Import what the report draws with (shap, matplotlib, Optuna's plots: seconds of imports), e.g. on a
-    thread while Tune runs, when the command's own process mostly waits; a missing one is left to the report."""
-    import importlib
-
-    for module in ("raymlx.report.collect", "matplotlib.pyplot", "optuna.visualization.matplotlib",
-                   "optuna.importance", "sklearn.calibration", "shap"):
-        try:
-            importlib.import_module(module)
-        except Exception:  # the report says what is missing, in its own place
-            logger.debug("cannot preload %s", module, exc_info=True)
+# What the report's processes draw with (seconds of imports), imported once by the server they are forked from.
+PRELOAD = ("raymlx.report.collect", "matplotlib.pyplot", "optuna.visualization.matplotlib", "optuna.importance",
+           "sklearn.calibration", "shap")
 
 
-def report_after_tune(loaded: LoadedSpec, frame: pd.DataFrame, result) -> Path | None:
-    """Make the report of a run that just ended: log every part to MLflow and write the HTML file.
+def finish_report(loaded: LoadedSpec, frame: pd.DataFrame, result, *, sections: dict[str, Future],
+                  pool: Executor) -> Path:
+    """Log the overview and write the HTML file of a run that ended, once each model's section is drawn.
 
     Args:
         loaded: The spec that ran.
         frame: Its data, as validated.
         result: What :func:`raymlx.experiment.run_experiment` returned.
-
-    Returns:
-        The HTML file written, or ``None`` when the spec turns the report off.
+        sections: Each model's section, being drawn (and logged to its run) in ``pool``.
+        pool: Where the overview charts are drawn meanwhile.
     """
-    spec = loaded.spec
-    if not spec.report.enabled:
-        return None
-    from raymlx.report.collect import collect_sections  # refits models: needs the tuning modules
-
     started = time.perf_counter()
-    preload()  # once here, not in each process that draws sections (a no-op when the command preloaded)
+    spec = loaded.spec
     metric = _metric(spec, loaded.base_dir)
-    session, trials, sections = collect_sections(loaded, frame, result)
+    session = find_session(result.tracking_uri, spec.experiment_name, result.session_run_id)
+    trials = _trials_by_model(session)
     plan = read_plan(session)
     leaderboard = [{**r, "params": str(r["params"])} for r in _leaderboard_records(_leaderboard_csv(result))]
     champion = (f"{result.champion_uri} (version {result.champion_version})" if result.champion_uri else None)
     summary = _summary(spec, leaderboard, metric=metric, frame=frame, plan=plan, session=session, champion_uri=champion)
-    overview = _overview(spec, trials, [s.name for s in sections], plan, metric=metric.name, mode=metric.mode,
-                         data_start=summary.get("data_start"))
-    summary["report_seconds"] = round(time.perf_counter() - started, 1)
-    report = Report(f"{spec.name}: raymlx report", summary, leaderboard, overview, sections)
+    order = [row.model for row in result.leaderboard]
+    overview = pool.submit(_overview, spec, trials, order, plan, metric=metric.name, mode=metric.mode,
+                           data_start=summary.get("data_start")).result()
+    drawn = [sections[name].result() for name in order]
+    summary["report_seconds"] = round(time.perf_counter() - started, 1)  # what the report adds after the run
+    report = Report(f"{spec.name}: raymlx report", summary, leaderboard, overview, drawn)
     text = render(report)
-    outline = {"title": report.title, "summary": summary, "overview": [c.meta() for c in overview],
-               "models": [s.name for s in sections]}
+    outline = {"title": report.title, "summary": summary, "overview": [c.meta() for c in overview], "models": order}
     log_files(session.client, session.run_id, {**{c.path: c.png for c in overview}, REPORT_FILE: text.encode(),
                                                SUMMARY_FILE: json.dumps(outline, indent=1, default=str).encode()})
     return write_html(report, Path(loaded.base_dir) / spec.report.output, text=text)

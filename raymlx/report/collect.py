@@ -1,36 +1,35 @@
-"""The report of a run that just ended: each model's best configuration refit on the folds, its
-charts and explanations, logged to its MLflow run, then the HTML file beside the spec."""
+"""Each model's section of the report of a run: its search, its diagnostics from the best trial's
+predictions, its explanations from the best configuration refit on the last fold, logged to its MLflow run."""
 
 from __future__ import annotations
 
+import functools
 import logging
-import multiprocessing
-import os
-import sys
 import time
-from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from mlflow.tracking import MlflowClient
 
 from raymlx.defaults import prepare
 from raymlx.experiment import ExperimentResult, compute_fold_features
 from raymlx.folds import make_folds
 from raymlx.metrics import get_metric
+from raymlx.model_end import ModelEnded
 from raymlx.models.base import MODEL_PACKAGE, build_model
 from raymlx.registry import resolve
 from raymlx.report._section import Section
-from raymlx.report._store import OOF_FILE, SHAP_FILE, find_session, log_section, model_runs, session_runs
+from raymlx.report._store import OOF_FILE, SHAP_FILE, find_session, log_section, model_runs, model_trials
 from raymlx.report.charts import diagnostics
 from raymlx.report.explain import explain
 from raymlx.report.oof import fit_last, oof_frame
 from raymlx.report.search import search_charts, study_from_runs
+from raymlx.select import LeaderboardRow
 from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
-from raymlx.tracking import MODEL_TAG
 
-__all__ = ["model_section", "collect_sections", "target_around_cutoffs"]
+__all__ = ["model_section", "SectionJob", "section_job", "late_jobs", "draw_section", "target_around_cutoffs"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,54 +121,62 @@ def _fold_scores(oof: pd.DataFrame, metric) -> list[float] | None:
             for _, rows in oof.groupby("fold")]
 
 
-def collect_sections(loaded: LoadedSpec, frame: pd.DataFrame, result: ExperimentResult):
-    """Draw and log every model's section; returns the session, its trial runs by model and the sections."""
+@dataclass(frozen=True)
+class SectionJob:
+    """What a report process needs to draw one model's section and log it to the model's run."""
+
+    row: LeaderboardRow  # its best trial
+    run_id: str
+    experiment_id: str
+    session_id: str
+    spec: Spec
+    features: list
+    base_dir: str
+    tracking_uri: str
+    frame: pd.DataFrame | None = None  # forecasting: the data, drawn behind the forecasts
+
+
+def section_job(ended: ModelEnded, frame: pd.DataFrame, *, base_dir: str, tracking_uri: str) -> SectionJob:
+    """The job of a model whose trials have just ended."""
+    runs = ended.runs
+    return SectionJob(ended.row, runs.parents[ended.row.model], runs.experiment_id, runs.session_id, ended.spec,
+                      ended.features, base_dir, tracking_uri, _forecast_frame(frame, ended.spec))
+
+
+def late_jobs(loaded: LoadedSpec, frame: pd.DataFrame, result: ExperimentResult, rows: list) -> list[SectionJob]:
+    """The jobs of models drawn after the run (a resumed session's, or all when the report is made after it):
+    their features computed again."""
+    if not rows:
+        return []
     folds = make_folds(frame, loaded.spec)
     loaded, _ = prepare(loaded, folds)  # the spec as tuned: seeds filled in, the baseline's entry added
     spec, base_dir = loaded.spec, loaded.base_dir
     features = compute_fold_features(spec, frame, folds, base_dir=base_dir)
     session = find_session(result.tracking_uri, spec.experiment_name, result.session_run_id)
     parents = {name: run.info.run_id for name, run in model_runs(session).items()}
-    trials = defaultdict(list)
-    for run in session_runs(session, "trial"):
-        trials[run.data.tags.get(MODEL_TAG)].append(run)
-    series = target_around_cutoffs(frame, spec, folds)
-    jobs = [(row.model, parents[row.model], row, spec, features[spec.models[row.model].pipeline], trials[row.model],
-             base_dir, series) for row in result.leaderboard]
-    sections = []
-    with _pool(len(jobs)) as pool:
-        for section, frames in pool.map(_timed_section, jobs):  # in order: each is logged while later ones draw
-            log_section(session.client, section, frames=frames)
-            sections.append(section)
-    return session, dict(trials), sections
+    return [SectionJob(row, parents[row.model], session.experiment_id, session.run_id, spec,
+                       features[spec.models[row.model].pipeline], base_dir, result.tracking_uri,
+                       _forecast_frame(frame, spec)) for row in rows]
 
 
-def _timed_section(job: tuple) -> tuple[Section, dict[str, pd.DataFrame]]:
-    name, run_id, row, spec, features, trials, base_dir, series = job
+def _forecast_frame(frame: pd.DataFrame, spec: Spec) -> pd.DataFrame | None:
+    return frame if spec.task == "forecasting" else None
+
+
+def draw_section(job: SectionJob) -> Section:
+    """Draw one model's section and log it, with its tables, to the model's run (in a report process)."""
     started = time.perf_counter()
-    section, frames = model_section(name, run_id, row, spec, features, trials, base_dir=base_dir, series=series)
+    client = _client(job.tracking_uri)
+    trials = model_trials(client, job.experiment_id, job.session_id, job.row.model)
+    series = None if job.frame is None else target_around_cutoffs(job.frame, job.spec, make_folds(job.frame, job.spec))
+    section, frames = model_section(job.row.model, job.run_id, job.row, job.spec, job.features, trials,
+                                    base_dir=job.base_dir, series=series)
     section.facts["report_seconds"] = round(time.perf_counter() - started, 3)
-    return section, frames
+    log_section(client, section, frames=frames)
+    return section
 
 
-def _pool(jobs: int):
-    """Processes that draw sections side by side: forked from this one, so they start with its imports
-    (the command preloads them while Tune runs) and need nothing sent but the job. In this process
-    where fork is not the platform's safe default, or for a single job."""
-    workers = min(jobs, os.cpu_count() or 1)
-    if workers < 2 or sys.platform != "linux":
-        return _InProcess()
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-
-
-class _InProcess:
-    """The executor interface, run in this process."""
-
-    def __enter__(self) -> _InProcess:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def map(self, function, jobs):
-        return map(function, jobs)
+@functools.lru_cache(maxsize=4)
+def _client(tracking_uri: str) -> MlflowClient:
+    """One client a process: a sqlite store takes about a second to open."""
+    return MlflowClient(tracking_uri)

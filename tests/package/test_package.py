@@ -93,13 +93,38 @@ def test_the_workflow_retrains_on_a_schedule_and_reloads_where_the_spec_serves(t
     assert '- cron: "30 2 * * *"' in workflow
     steps = re.findall(r"run: (raymlx \w+ specs\.yaml[^\n]*)", workflow)
     assert steps == ["raymlx validate specs.yaml", "raymlx serve specs.yaml --reload"]
-    assert 'raymlx tune specs.yaml --set "tracking.uri=$MLFLOW_TRACKING_URI"' in workflow
+    assert 'raymlx tune specs.yaml --decision-file "$GITHUB_OUTPUT" --set "tracking.uri=$MLFLOW_TRACKING_URI"' \
+        in workflow
     assert "path: ./report.html\n          if-no-files-found: ignore" in workflow
+
+    jobs = yaml.safe_load(workflow)["jobs"]  # the reload follows a promotion only
+    retrain = {step.get("id") or step.get("name"): step for step in jobs["retrain"]["steps"]}
+    assert '--decision-file "$GITHUB_OUTPUT"' in retrain["tune"]["run"]
+    assert jobs["retrain"]["outputs"]["promoted"] == "${{ steps.tune.outputs.promoted }}"
+    assert jobs["reload"]["needs"] == "retrain"
+    assert jobs["reload"]["if"] == "needs.retrain.outputs.promoted == 'true' && vars.RAYMLX_RELOAD == 'true'"
+    gate = retrain["The gate's decision"]
+    assert gate["env"]["REASON"] == "${{ steps.tune.outputs.reason }}"
+    reason = "rmse 50 against 60 for champion version 6"
+    assert _run_step(gate, tmp_path, PROMOTED="true", VERSION="7", REASON=reason) == \
+        f"### Promotion gate: version 7 is the new champion\n\n{reason}\n"
+    assert _run_step(gate, tmp_path, PROMOTED="false", VERSION="7", REASON=reason) == \
+        f"### Promotion gate: version 7 is the challenger; the champion stays\n\n{reason}\n"
 
     spec = tmp_path / "specs.yaml"
     spec.write_text(spec.read_text().split("\nserve:")[0] + "\n")  # no deployment follows the retraining
     _package(spec, "--force")
     assert "reload" not in (tmp_path / WORKFLOW).read_text()
+
+
+def _run_step(step: dict, tmp_path: Path, **env: str) -> str:
+    """A workflow step's script run by bash as the runner would, with ``env``; what it wrote to the run's summary."""
+    summary = tmp_path / "summary.md"
+    summary.unlink(missing_ok=True)
+    done = subprocess.run(["bash", "-e", "-c", step["run"]], env={"PATH": "/usr/bin:/bin",
+                          "GITHUB_STEP_SUMMARY": str(summary), **env}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return summary.read_text()
 
 
 def test_extras_and_packages_follow_the_spec_code(tmp_path):

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from raymlx.checks import validate
-from raymlx.report import report_after_tune
+from raymlx.report import LiveReport, report_after_tune
 from raymlx.spec_io import LoadedSpec, load_spec
 from raymlx.experiment import ExperimentResult, run_experiment
 from tests.conftest import DIABETES, ROOT
@@ -64,19 +64,28 @@ FORECAST_MODELS = ("seasonal_naive", "ridge", "prophet", "exponential_smoothing"
 
 @dataclass
 class Session:
-    """A tuned session with its report: the spec, the data, what tune returned and the HTML written."""
+    """A tuned session with its report: the spec, the data, what tune returned, the HTML written and when each
+    model's section was handed to a report process (``time.time()``; empty when drawn after the run)."""
 
     loaded: LoadedSpec
     frame: pd.DataFrame
     result: ExperimentResult
     html: Path
+    submitted: dict[str, float]
 
 
-def run_with_report(spec: Path, overrides: list[str] | None = None) -> Session:
+def run_with_report(spec: Path, overrides: list[str] | None = None, *, live: bool = True) -> Session:
+    """Tune and report as ``raymlx tune`` does (``live``: sections drawn as models end), or report after the run."""
     loaded = load_spec(spec, overrides=overrides)
     frame = validate(loaded)
-    result = run_experiment(loaded, frame)
-    return Session(loaded, frame, result, report_after_tune(loaded, frame, result))
+    if not live:
+        result = run_experiment(loaded, frame)
+        return Session(loaded, frame, result, report_after_tune(loaded, frame, result), {})
+    with LiveReport(loaded, frame) as report:
+        result = run_experiment(loaded, frame, on_model_end=report.on_model_end)
+        html = report.finish(result)
+    assert html is not None
+    return Session(loaded, frame, result, html, dict(report.submitted))
 
 
 def project_with(root: Path, spec: str) -> Path:
@@ -98,7 +107,8 @@ def regression(ray_runtime, tmp_path_factory) -> Session:
 
 @pytest.fixture(scope="session")
 def classification(ray_runtime, tmp_path_factory) -> Session:
-    return run_with_report(project_with(tmp_path_factory.mktemp("classification"), CLASSIFICATION))
+    # drawn after the run, as `raymlx report`'s fallback does for a resumed session's models
+    return run_with_report(project_with(tmp_path_factory.mktemp("classification"), CLASSIFICATION), live=False)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from raymlx.cli import app
 from raymlx.errors import UserInputError
-from raymlx.report import load_report, report_after_tune
+from raymlx.report import LiveReport, load_report, report_after_tune
 from raymlx.report._store import download, find_session, read_json
 from raymlx.spec_io import load_spec
 from tests.report.conftest import REGRESSION
@@ -91,3 +91,5 @@ def test_a_spec_can_turn_the_report_off(tmp_path):
     (tmp_path / "specs.yaml").write_text(textwrap.dedent(REGRESSION))
     loaded = load_spec(tmp_path / "specs.yaml", overrides=["report.enabled=false"])
     assert report_after_tune(loaded, None, None) is None
+    with LiveReport(loaded, None) as report:  # what `raymlx tune` and raymlx.tune run with: no hook, no report
+        assert report.on_model_end is None and report.finish(None) is None

@@ -6,8 +6,15 @@ Direct ingress is switched on here, at import, so that the session's Ray runtime
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import os
+import threading
+import time
+from typing import Iterator
 
+import httpx
 import mlflow
 import numpy as np
 import pandas as pd
@@ -24,6 +31,8 @@ from raymlx.champion import log_champion  # noqa: E402
 from tests.conftest import DIABETES  # noqa: E402
 
 TARGET = "progression"
+ROW = {"age": 59.0, "sex": 2.0, "bmi": 32.1, "bp": 101.0, "s1": 157.0, "s2": 93.2, "s3": 38.0, "s4": 4.0,
+       "s5": 4.8598, "s6": 87.0}
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +96,65 @@ def start_served(store: str, uri: str, *, replicas: int = 1, limits=None):
     ref = resolve_model(uri, tracking_uri=store)
     options = fixed_options(replicas=replicas, limits=limits)
     return start_app(ref, options, host="127.0.0.1", port=_free_port("127.0.0.1"))
+
+
+@dataclasses.dataclass
+class Versions:
+    """What one client saw: the model version of each answer, and every failed request."""
+
+    seen: list[str] = dataclasses.field(default_factory=list)
+    failures: list[str] = dataclasses.field(default_factory=list)
+
+
+def client_loop(url: str, versions: Versions, stop: threading.Event, *, limit_s: float = 180,
+                pause_s: float = 0.0) -> None:
+    """Predict one row after another until ``stop`` (or ``limit_s``); any non-200 or exception is a failure."""
+    body = json.dumps({"records": [ROW]}).encode()
+    deadline = time.monotonic() + limit_s
+    with httpx.Client(timeout=30) as client:
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                reply = client.post(url + "/predict", content=body, headers={"content-type": "application/json"})
+                if reply.status_code != 200:
+                    versions.failures.append(f"{reply.status_code}: {reply.text[:200]}")
+                else:
+                    versions.seen.append(reply.json()["model_version"])
+            except Exception as exc:  # a reset connection, a reply that is not JSON: a failed request too
+                versions.failures.append(f"{type(exc).__name__}: {exc}")
+            stop.wait(pause_s)
+
+
+@contextlib.contextmanager
+def clients_sending(url: str, count: int, **loop_options) -> Iterator[list[Versions]]:
+    """``count`` clients predicting in a loop while the block runs; each client's versions and failures."""
+    clients = [Versions() for _ in range(count)]
+    stop = threading.Event()
+    loops = [threading.Thread(target=client_loop, args=(url, versions, stop), kwargs=loop_options)
+             for versions in clients]
+    for loop in loops:
+        loop.start()
+    try:
+        yield clients
+    finally:
+        stop.set()
+        for loop in loops:
+            loop.join(timeout=60)
+    assert not any(loop.is_alive() for loop in loops)
+
+
+def wait_until_all_see(clients: list[Versions], version: str, *, timeout_s: float = 30) -> None:
+    """Wait until every client has had an answer from ``version``, and a little more."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not all(version in c.seen for c in clients):
+        time.sleep(0.1)
+    time.sleep(0.5)
+
+
+def assert_switched_once(clients: list[Versions], old: str, new: str) -> None:
+    """No client saw a failed request; each saw ``old``, then ``new``, and never went back."""
+    failures = [f for c in clients for f in c.failures]
+    assert not failures, (len(failures), failures[:5])
+    for c in clients:
+        assert c.seen[0] == old and c.seen[-1] == new, c.seen[:3] + c.seen[-3:]
+        switch = c.seen.index(new)
+        assert set(c.seen[:switch]) == {old} and set(c.seen[switch:]) == {new}

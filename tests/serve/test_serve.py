@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-import time
 
 import httpx
 import mlflow
@@ -24,7 +23,8 @@ from raymlx.serve.deployment import serve_options
 from raymlx.serve.model import resolve_model
 from raymlx.spec import AutoscalingSpec, BatchingSpec, ServeSpec
 from raymlx.steps import Lags, StandardScale
-from tests.serve.conftest import TARGET, daily_series, register, tabular
+from tests.serve.conftest import (ROW, TARGET, assert_switched_once, clients_sending, daily_series, register,
+                                  tabular, wait_until_all_see)
 
 LIMITS = Limits(max_body_bytes=64 * 1024, max_records=100, max_horizon=30)
 
@@ -121,8 +121,6 @@ def test_health_metadata_and_docs(served, store):
     assert httpx.get(url + "/docs").status_code == 200
 
 
-ROW = {"age": 59.0, "sex": 2.0, "bmi": 32.1, "bp": 101.0, "s1": 157.0, "s2": 93.2, "s3": 38.0, "s4": 4.0,
-       "s5": 4.8598, "s6": 87.0}
 BAD_REQUESTS = [
     pytest.param("POST", "/predict", b"", "empty body", id="empty-body"),
     pytest.param("POST", "/predict", b"{", "JSON", id="invalid-json"),
@@ -292,58 +290,16 @@ def test_new_champion_rolls_in_without_a_failed_request(served, store, diabetes)
     """Clients sending all along get 200s only, from the old version and then from the new one."""
     use(served, "models:/diabetes@champion", store)
     url, old = served["url"], served["ref"]
-    clients = [Versions() for _ in range(4)]
-    stop = threading.Event()
-    loops = [threading.Thread(target=client_loop, args=(url, versions, stop)) for versions in clients]
-    for loop in loops:
-        loop.start()
-    try:
+    with clients_sending(url, 4) as clients:
         version = register(store, "diabetes", tabular(diabetes, Ridge(alpha=10.0)),
                            diabetes.drop(columns=[TARGET]).head(5))
         new = resolve_model("models:/diabetes@champion", tracking_uri=store)
         assert new.version == version != old.version
         reload_app(new, served["options"], url=url, timeout_s=60)
         served["ref"] = new
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not all(new.version in c.seen for c in clients):
-            time.sleep(0.1)
-        time.sleep(0.5)  # and a little more of the new version
-    finally:
-        stop.set()
-        for loop in loops:
-            loop.join(timeout=60)
-    assert not any(loop.is_alive() for loop in loops)
-    failures = [f for c in clients for f in c.failures]
-    assert not failures, (len(failures), failures[:5])
-    for c in clients:  # each client: the old version, then the new one, never back
-        assert c.seen[0] == old.version and c.seen[-1] == new.version, c.seen[:3] + c.seen[-3:]
-        switch = c.seen.index(new.version)
-        assert set(c.seen[:switch]) == {old.version} and set(c.seen[switch:]) == {new.version}
+        wait_until_all_see(clients, new.version)
+    assert_switched_once(clients, old.version, new.version)
     assert httpx.get(url + "/metadata").json()["version"] == new.version
-
-
-@dataclasses.dataclass
-class Versions:
-    """What one client saw: the model version of each answer, and every failed request."""
-
-    seen: list[str] = dataclasses.field(default_factory=list)
-    failures: list[str] = dataclasses.field(default_factory=list)
-
-
-def client_loop(url: str, versions: Versions, stop: threading.Event, *, limit_s: float = 180) -> None:
-    """Predict one row after another until ``stop`` (or ``limit_s``); any non-200 or exception is a failure."""
-    body = json.dumps({"records": [ROW]}).encode()
-    deadline = time.monotonic() + limit_s
-    with httpx.Client(timeout=30) as client:
-        while not stop.is_set() and time.monotonic() < deadline:
-            try:
-                reply = client.post(url + "/predict", content=body, headers={"content-type": "application/json"})
-                if reply.status_code != 200:
-                    versions.failures.append(f"{reply.status_code}: {reply.text[:200]}")
-                else:
-                    versions.seen.append(reply.json()["model_version"])
-            except Exception as exc:  # a reset connection, a reply that is not JSON: a failed request too
-                versions.failures.append(f"{type(exc).__name__}: {exc}")
 
 
 def test_overload_sheds_503_and_recovers(served, store):

@@ -1,0 +1,124 @@
+"""The report of a ``raymlx tune`` (command or Python API): each model's section drawn in a process of
+its own as soon as that model's trials end, while other models still tune; the overview and the HTML
+file once the run has ended."""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.forkserver
+import os
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+from raymlx.report.build import PRELOAD, finish_report
+from raymlx.spec_io import LoadedSpec
+from raymlx.tracking import resolve_tracking_uri
+
+__all__ = ["LiveReport", "report_after_tune"]
+
+
+class LiveReport:
+    """The report of one run, made while it runs; a context manager around the run.
+
+    Pass :attr:`on_model_end` to :func:`raymlx.experiment.run_experiment`, then call :meth:`finish`
+    with its result. The sections are drawn by processes forked from a server started on entry, that
+    imports what the report draws with (matplotlib, shap, Optuna's plots) while Ray starts: Tune's
+    driver keeps its interpreter to itself. With the report turned off in the spec, nothing starts.
+
+    Attributes:
+        submitted: When each model's section was handed to a report process (``time.time()``).
+    """
+
+    def __init__(self, loaded: LoadedSpec, frame: pd.DataFrame) -> None:
+        self.loaded, self.frame = loaded, frame
+        self.enabled = loaded.spec.report.enabled
+        self.submitted: dict[str, float] = {}
+        self._sections: dict[str, Future] = {}
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> LiveReport:
+        if self.enabled:
+            self._pool = _pool()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:  # after an error or Ctrl-C, sections not started are dropped
+            self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+            self._pool = None
+
+    @property
+    def on_model_end(self):
+        """The hook of :func:`raymlx.experiment.run_experiment`, ``None`` when the report is off."""
+        return self._model_ended if self.enabled else None
+
+    def _model_ended(self, ended) -> None:
+        from raymlx.report.collect import section_job
+
+        job = section_job(ended, self.frame, base_dir=self.loaded.base_dir, tracking_uri=self._tracking_uri())
+        self._submit(job)
+
+    def _tracking_uri(self) -> str:
+        return resolve_tracking_uri(self.loaded.spec.tracking.uri, self.loaded.base_dir)
+
+    def _submit(self, job) -> None:
+        from raymlx.report.collect import draw_section
+
+        with self._lock:
+            if self._pool is None or job.row.model in self._sections:
+                return
+            self._sections[job.row.model] = self._pool.submit(draw_section, job)
+            self.submitted[job.row.model] = time.time()
+
+    def finish(self, result) -> Path | None:
+        """Draw the sections not drawn yet, wait for all, then log the overview and write the HTML file.
+
+        Args:
+            result: What :func:`raymlx.experiment.run_experiment` returned.
+
+        Returns:
+            The HTML file written, or ``None`` when the spec turns the report off.
+        """
+        if not self.enabled or self._pool is None:
+            return None
+        from raymlx.report.collect import late_jobs
+
+        rows = [row for row in result.leaderboard if row.model not in self._sections]
+        for job in late_jobs(self.loaded, self.frame, result, rows):
+            self._submit(job)
+        return finish_report(self.loaded, self.frame, result, sections=self._sections, pool=self._pool)
+
+
+def report_after_tune(loaded: LoadedSpec, frame: pd.DataFrame, result) -> Path | None:
+    """Make the whole report of a run that has ended: every section, the overview and the HTML file.
+
+    Args:
+        loaded: The spec that ran.
+        frame: Its data, as validated.
+        result: What :func:`raymlx.experiment.run_experiment` returned.
+
+    Returns:
+        The HTML file written, or ``None`` when the spec turns the report off.
+    """
+    with LiveReport(loaded, frame) as report:
+        return report.finish(result)
+
+
+def _pool() -> ProcessPoolExecutor:
+    """Processes forked, when each is needed, from a server that has imported what the report draws with.
+
+    A fork of Tune's driver could inherit a lock another of its threads held (Ray's, MLflow's writer),
+    and processes spawned afresh would each import for seconds: the fork server imports once, in a
+    process of its own with one thread. Two at most, so a report never takes more than two cores from the trials.
+    """
+    workers = min(2, os.cpu_count() or 1)
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows: processes spawned afresh
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(PRELOAD))
+    multiprocessing.forkserver.ensure_running()  # it imports while Ray starts, not when the first model ends
+    return ProcessPoolExecutor(workers, mp_context=context)
