@@ -22,7 +22,7 @@ import ray
 
 __all__ = ["CHECKED_RAY", "private_apis", "stop_monitor", "prompt_node_wait", "loopback_node",
            "tune_actor_env_defaults", "serve_target_groups", "versioned_deployment", "mlflow_metrics", "MAX_METRICS_PER_BATCH",
-           "MAX_PARAMS_PER_BATCH"]
+           "MAX_PARAMS_PER_BATCH", "object_store_usage"]
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +233,20 @@ _NEEDS: dict[str, list[tuple[str, str]]] = {
                             ("ray.serve._private.controller", "ServeController.get_target_groups")],
     "versioned_deployment": [("ray.serve.deployment", "Deployment.options")],
     "mlflow_metrics": [("ray.air._internal.mlflow", "_MLflowLoggerUtil._parse_dict")],
+    "object_store_usage": [("ray._private.internal_api", "get_memory_info_reply"),
+                           ("ray._private.internal_api", "get_state_from_address")],
 }
+
+
+def object_store_usage(gcs_address: str) -> dict[str, int] | None:
+    """What the object store of the runtime at ``gcs_address`` holds now and has spilled so far (bytes), asked of
+    its raylet as ``ray memory`` does; Ray has no public call for it. Only the data-scale benchmark asks, from a
+    process outside the runtime; ``None`` (with a warning) where the private call is gone."""
+    internal = _module_with("ray._private.internal_api", "get_memory_info_reply", "object_store_usage")
+    if internal is None:
+        return None
+    stats = internal.get_memory_info_reply(internal.get_state_from_address(gcs_address)).store_stats
+    return {"store": stats.object_store_bytes_used, "spilled": stats.spilled_bytes_total}
 
 
 def _has(module: str, path: str) -> bool:

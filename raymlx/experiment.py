@@ -23,13 +23,13 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.air.constants import TRAINING_ITERATION
-from ray.tune.logger import JsonLoggerCallback
 
 from raymlx.champion import FittedPredictor, register_champion, user_code_paths
 from raymlx.champion.register import refit
 from raymlx.defaults import prepare
 from raymlx.errors import RaymlxError
 from raymlx.folds import Fold, make_folds
+from raymlx.kept_predictions import KeepBestPredictions, ResultJsonLogger
 from raymlx.metrics import Metric, get_metric
 from raymlx.model_end import ModelEndCallback, ModelEnded
 from raymlx.pipeline import build_pipeline, fold_features
@@ -44,8 +44,8 @@ from raymlx.tracking import Session, ensure_experiment, log_leaderboard, open_se
 from raymlx.trainable import ModelPlan, TrialContext, run_trial
 from raymlx.trial_runs import TrialRunCallback
 
-__all__ = ["ExperimentResult", "run_experiment", "compute_fold_features", "PipelineFailed", "TrackingFailed",
-           "ExperimentInterrupted", "planned_trials", "user_code_paths"]
+__all__ = ["ExperimentResult", "run_experiment", "compute_fold_features", "share_features", "PipelineFailed",
+           "TrackingFailed", "ExperimentInterrupted", "planned_trials", "user_code_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,15 @@ def compute_fold_features(spec: Spec, frame: pd.DataFrame, folds: list[Fold], *,
         except Exception as exc:
             raise PipelineFailed(f"pipeline '{name}' failed: {type(exc).__name__}: {exc}") from exc
     return result
+
+
+def share_features(features: dict[str | None, list]) -> None:
+    """Move each fold's features into Ray's object store, in place: every trial reads them there
+    without a copy, and the driver keeps none of its own."""
+    for folds in features.values():
+        for i, fold in enumerate(folds):
+            if not isinstance(fold, ray.ObjectRef):
+                folds[i] = ray.put(fold)
 
 
 def _trainable(context: TrialContext, spec: Spec):
@@ -254,6 +263,8 @@ def _tune_while_opening(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fol
         try:
             with _phase("waiting for Ray"):
                 started_ray = runtime.wait()
+            with _phase("sharing features"):
+                share_features(features)
             with _phase("tuning"), trial_actor_env(inherited=started_ray):
                 progress = _tune(loaded.spec, features, metric, loaded.base_dir, opening, on_progress, start, state)
         except BaseException:
@@ -344,7 +355,8 @@ def _tune(spec, features, metric, base_dir, runs: Future, on_progress, start: _S
     storage, _, name = start.tune_path.rpartition("/")
     try:
         with _interruption() as interrupted:
-            callbacks = [mlflow_callback, progress, JsonLoggerCallback()]
+            callbacks = [KeepBestPredictions(metric=metric.name, mode=metric.mode), mlflow_callback, progress,
+                         ResultJsonLogger()]
             if state.on_model_end is not None and not start.restore:  # restored trials end in no callback
                 callbacks.append(ModelEndCallback({n: b for n, (_, b) in searches.items()}, hook=state.on_model_end,
                                                   flushed=mlflow_callback.flushed, runs=runs, spec=spec,

@@ -7,6 +7,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
+import ray
 from ray.tune import Callback
 
 from raymlx.select import LeaderboardRow, build_leaderboard
@@ -80,7 +81,9 @@ class ModelEndCallback(Callback):
     def _call(self, row: LeaderboardRow) -> None:
         try:
             runs = self.runs.result() if isinstance(self.runs, Future) else self.runs
-            features = self.features[self.spec.models[row.model].pipeline]
+            folds = self.features[self.spec.models[row.model].pipeline]
+            # the folds live in Ray's object store while tuning (read in place, not copied)
+            features = [ray.get(f) if isinstance(f, ray.ObjectRef) else f for f in folds]
             self.hook(ModelEnded(row, runs, self.spec, features))
         except Exception:  # the session's runs failed to open (the tuning says so) or the hook failed
             logger.warning("the hook on the end of %s's trials failed", row.model, exc_info=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from raymlx.registry import resolve
@@ -125,15 +126,16 @@ def fold_features(frame: pd.DataFrame, fold: Any, pipeline: Pipeline, *, target:
     Raises:
         ValueError: When the pipeline removed validation rows.
     """
-    train_rows = frame.iloc[fold.train]
-    valid_rows = frame.iloc[fold.valid]
     if forecasting:
-        valid_rows = hide_unknown(valid_rows, future_columns)
+        train_rows, valid_rows = frame.iloc[fold.train], hide_unknown(frame.iloc[fold.valid], future_columns)
+        rows = pd.concat([train_rows, valid_rows])
+    else:  # one copy of the fold's rows, its training part a view of it
+        rows = frame.iloc[np.concatenate([fold.train, fold.valid])]
+        train_rows, valid_rows = rows.iloc[:len(fold.train)], rows.iloc[len(fold.train):]
     fitted = pipeline.fit(train_rows)
-    features = fitted.transform(pd.concat([train_rows, valid_rows]))
+    features = fitted.transform(rows)
     features = features.drop(columns=[target], errors="ignore")
-    X_train = features.loc[features.index.isin(train_rows.index)]
-    X_valid = features.loc[features.index.isin(valid_rows.index)]
+    X_train, X_valid = _split_rows(features, train_rows.index, valid_rows.index)
     if len(X_valid) != len(valid_rows):
         raise ValueError(f"the pipeline removed {len(valid_rows) - len(X_valid)} of the "
                          f"{len(valid_rows)} validation rows of fold {fold.index}; steps may drop training rows only")
@@ -142,6 +144,20 @@ def fold_features(frame: pd.DataFrame, fold: Any, pipeline: Pipeline, *, target:
         X_train, X_valid = complete_rows(X_train[known]), X_valid[known]
     y = frame[target]
     return FoldData(X_train, y.loc[X_train.index], X_valid, y.loc[X_valid.index])
+
+
+def _split_rows(features: pd.DataFrame, train: pd.Index, valid: pd.Index) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training and validation parts of a fold's features, each a contiguous frame of its own.
+
+    Steps keep the rows' order, so the validation rows are usually the last ones: then the two
+    parts are slices, copied once each (a slice of a larger frame would be copied into every trial
+    that reads it from Ray's object store, where a frame of its own is read in place).
+    """
+    n = len(valid)
+    if len(features) >= n and features.index[len(features) - n:].equals(valid) \
+            and features.index[:len(features) - n].isin(train).all():
+        return features.iloc[:len(features) - n].copy(), features.iloc[len(features) - n:].copy()
+    return features.loc[features.index.isin(train)], features.loc[features.index.isin(valid)]
 
 
 def hide_unknown(rows: pd.DataFrame, future_columns: Sequence[str] = ()) -> pd.DataFrame:

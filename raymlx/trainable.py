@@ -36,11 +36,13 @@ class ModelPlan:
 class TrialContext:
     """Everything a trial reads, put in the object store once for all trials.
 
-    ``folds`` holds each pipeline's features for every fold, computed once on the driver.
+    ``folds`` holds each pipeline's features for every fold, computed once: a fold's
+    :class:`~raymlx.pipeline.FoldData`, or a reference to it in Ray's object store, where every trial
+    reads it in place (one fold at a time).
     """
 
     models: dict[str, ModelPlan]
-    folds: dict[str | None, list[FoldData]]
+    folds: dict[str | None, list[FoldData | ray.ObjectRef]]
     metric_name: str
     metric_mode: Literal["min", "max"]
     base_dir: str
@@ -66,7 +68,8 @@ def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> 
     metric = get_metric(context.metric_name, context.metric_mode, base_dir=context.base_dir)
     scores, started = [], time.perf_counter()
     kept: dict[str, Any] = {}
-    for fold in context.folds[plan.pipeline]:
+    for shared in context.folds[plan.pipeline]:
+        fold = ray.get(shared) if isinstance(shared, ray.ObjectRef) else shared
         model = build_model(reference, {**plan.params, **params})
         model.fit(fold.X_train, fold.y_train)
         predicted = predict_for(metric, model, fold.X_valid)

@@ -42,3 +42,15 @@ def test_serve_benchmark_runs(tmp_path):
     assert [(r["server"], r["concurrency"]) for r in rows] == [
         ("raymlx serve", 1), ("raymlx serve", 16), ("FastAPI + uvicorn", 1), ("FastAPI + uvicorn", 16)]
     assert all(r["rps"] > 0 and r["non_200"] == 0 for r in rows), rows
+
+
+@pytest.mark.slow
+def test_scale_benchmark_runs(tmp_path):
+    out = tmp_path / "scale.json"
+    run_benchmark("tune/scale.py", "--sizes", "1000", "--trials", "1", "--json", str(out), cwd=tmp_path)
+    rows = json.loads(out.read_text())
+    assert [(r["name"], r["rows"]) for r in rows] == [("raymlx tune", 1000), ("optuna loop (1 process)", 1000),
+                                                     ("RandomizedSearchCV n_jobs=2", 1000)]
+    assert all(r["trials"] == 3 and math.isfinite(r["best"]) and r["peak_pss_mib"] > 0 for r in rows), rows
+    assert [r["best"] for r in rows] == pytest.approx([rows[0]["best"]] * 3, rel=1e-9)  # the same configurations
+    assert rows[0]["store_mib"] > 0  # the object store was asked while raymlx ran

@@ -56,19 +56,25 @@ def _subset(spec: Path, models: list[str], algorithm: str | None) -> Path:
 
 
 def _contender(name: str, before: list[str], after: list[str], spec: Path, workdir: Path, parallel: int,
-               metric: str, trials: int, experiment: str, models: list[str], algorithm: str | None) -> dict:
-    """Run one contender as ``before SPEC after --set ...`` on ``models`` in its own copy of the example."""
+               metric: str, trials: int, experiment: str, models: list[str], algorithm: str | None,
+               env: dict | None = None, probe=None) -> dict:
+    """Run one contender as ``before SPEC after --set ...`` on ``models`` in its own copy of the example
+    (``env`` and ``probe`` as :func:`_proctree.run_measured` takes them)."""
     folder = workdir / "".join(c if c.isalnum() else "_" for c in name)
     shutil.copytree(spec.parent, folder, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", ".raymlx"))
     spec_copy = _subset(folder / spec.name, models, algorithm)
     sets = [x for model in models for x in ("--set", f"models.{model}.search.num_samples={trials}")]
-    measured = run_measured(before + [str(spec_copy)] + after + sets, cwd=str(folder), log=folder / "out.log")
+    measured = run_measured(before + [str(spec_copy)] + after + sets, cwd=str(folder), log=folder / "out.log",
+                            env=env, probe=probe)
     runs = _read_runs(folder, experiment)
     wall = measured["wall_s"]
     return {"name": name, "models": models, "wall_s": wall, "trials": runs["trials"], "fit_s": runs["fit_s"],
             "efficiency": runs["fit_s"] / (CORES * wall),
             "overhead_per_trial_s": (parallel * wall - runs["fit_s"]) / runs["trials"],
             "best": min(r.data.metrics[metric] for r in runs["runs"]), "peak_mib": measured["peak_rss"] / 2**20,
+            "peak_pss_mib": measured["peak_pss"] / 2**20, "shm_mib": measured["peak_shm"] / 2**20,
+            **{f"{k.removeprefix('peak_')}_mib": v / 2**20 for k, v in measured.items()
+               if k.startswith("peak_") and k not in ("peak_rss", "peak_pss", "peak_shm")},
             "first_trial_s": _first_trial_at(folder / "out.log", runs["first_trial_at"]) - measured["started_at"]}
 
 

@@ -1,0 +1,88 @@
+"""The data a run holds grows with the data once, not with trials x data: trials read each fold's
+features in place from Ray's object store, and only each model's best trial keeps its predictions."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from collections import Counter, defaultdict
+
+import pytest
+
+from raymlx.checks import validate
+from raymlx.experiment import run_experiment
+from raymlx.spec_io import load_spec
+
+SPEC = """
+name: shared-features
+baseline: false
+task: regression
+data: {uri: data/diabetes.csv, target: progression}
+validation: {strategy: kfold, folds: 2}
+metric: {name: rmse}
+tracking: {uri: "sqlite:///mlflow.db"}
+models:
+  recorded:
+    model: recorder.py:train
+    params: {log: LOG}
+    search:
+      algorithm: random
+      num_samples: 6
+      space:
+        alpha: {type: float, low: 0.01, high: 100.0, log: true}
+"""
+
+RECORDER = '''
+import json, os
+from sklearn.linear_model import Ridge
+
+def train(X, y, *, alpha=1.0, log=""):
+    values = X.to_numpy()  # the frame's own block, no copy
+    with open(log, "a") as file:
+        file.write(json.dumps({"pid": os.getpid(), "first_row": int(X.index[0]), "rows": len(X),
+                               "address": values.__array_interface__["data"][0],
+                               "writeable": bool(values.flags.writeable)}) + "\\n")
+    return Ridge(alpha=alpha).fit(X, y)
+'''
+
+
+@pytest.fixture(scope="module")
+def shared_run(ray_runtime, tmp_path_factory):
+    from tests.conftest import DIABETES
+    import shutil
+
+    root = tmp_path_factory.mktemp("shared")
+    (root / "data").mkdir()
+    shutil.copy(DIABETES, root / "data" / "diabetes.csv")
+    log = root / "fits.jsonl"
+    (root / "specs.yaml").write_text(textwrap.dedent(SPEC).replace("LOG", str(log)))
+    (root / "recorder.py").write_text(RECORDER)
+    loaded = load_spec(root / "specs.yaml")
+    result = run_experiment(loaded, validate(loaded))
+    return root, result, [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_trials_in_one_worker_read_the_same_fold_features_in_place(shared_run):
+    _, _, fits = shared_run
+    fits = [f for f in fits if f["pid"] != os.getpid()]  # the trials', not the champion's refit here
+    assert len(fits) == 6 * 2  # every trial fits both folds
+    # Read-only: the arrays are the object store's memory, not a copy a trial made for itself.
+    assert not any(f["writeable"] for f in fits)
+    per_worker = defaultdict(lambda: defaultdict(set))
+    for f in fits:
+        per_worker[f["pid"]][(f["first_row"], f["rows"])].add(f["address"])
+    assert max(len(seen) for folds in per_worker.values() for seen in folds.values() if seen) == 1, per_worker
+    # Some worker ran several trials (Tune reuses them): those read one and the same memory.
+    fits_in = Counter(f["pid"] for f in fits)
+    assert max(fits_in.values()) >= 2 * 2, fits_in
+
+
+def test_only_the_best_trial_keeps_its_predictions(shared_run):
+    root, result, _ = shared_run
+    (row,) = result.leaderboard
+    assert [len(fold) for fold in row.predictions["y_pred"]] == [221, 221]  # the best's, both folds
+    results = list((root / ".raymlx" / "ray_results").glob("*/*/result.json"))
+    assert len(results) == 6 and not any("predictions" in r.read_text() for r in results)
+    (state,) = (root / ".raymlx" / "ray_results").glob("*/experiment_state-*.json")
+    assert state.read_text().count("y_pred") == 1  # of six trials, the best alone
