@@ -6,7 +6,8 @@ regression, a small random forest, k-NN), 3-fold cross-validation on a few thous
     python benchmarks/tune/cheap.py [--trials 12 30] [--rows 3000] [--only raymlx optuna1 ...] [--json out.json]
 
 Each number of trials per model is one run of run.py's contenders (raymlx tune, the Optuna loop, Optuna
-n_jobs=2, RandomizedSearchCV(n_jobs=2) and raymlx on the same random configurations), measured the same way.
+n_jobs=2, RandomizedSearchCV(n_jobs=2), raymlx on the same random configurations, and raymlx joining a
+runtime left running by ``ray start --head``), measured the same way.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, nargs="+", default=[12, 30], help="trials per model, one run each")
     parser.add_argument("--rows", type=int, default=3000, help="rows of the generated data set")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="contenders to run: raymlx optuna1 optuna2 raymlx-sklearn randomized")
+                        help="contenders to run: raymlx optuna1 optuna2 raymlx-sklearn randomized raymlx-warm")
     parser.add_argument("--models", nargs="*", choices=sorted(MODELS), default=None, help="models (default: all)")
     parser.add_argument("--json", type=Path, help="also write the results here, by trials per model")
     args = parser.parse_args()

@@ -29,6 +29,7 @@ from mlflow.tracking import MlflowClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _proctree import run_measured  # noqa: E402
+from _warm import TOKEN_ENV, ray_head  # noqa: E402
 
 from raymlx.metrics import BUILTIN_METRICS  # noqa: E402
 
@@ -58,13 +59,15 @@ def _subset(spec: Path, models: list[str], algorithm: str | None) -> Path:
 
 
 def _contender(name: str, before: list[str], after: list[str], spec: Path, workdir: Path, parallel: int,
-               scored: tuple[str, str], trials: int, experiment: str, models: list[str], algorithm: str | None) -> dict:
+               scored: tuple[str, str], trials: int, experiment: str, models: list[str], algorithm: str | None,
+               env: dict | None = None) -> dict:
     """Run one contender as ``before SPEC after --set ...`` on ``models`` in its own copy of the example."""
     folder = workdir / "".join(c if c.isalnum() else "_" for c in name)
     shutil.copytree(spec.parent, folder, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", ".raymlx"))
     spec_copy = _subset(folder / spec.name, models, algorithm)
     sets = [x for model in models for x in ("--set", f"models.{model}.search.num_samples={trials}")]
-    measured = run_measured(before + [str(spec_copy)] + after + sets, cwd=str(folder), log=folder / "out.log")
+    measured = run_measured(before + [str(spec_copy)] + after + sets, cwd=str(folder), env=env,
+                            log=folder / "out.log")
     runs = _read_runs(folder, experiment)
     wall, (metric, mode) = measured["wall_s"], scored
     return {"name": name, "models": models, "algorithm": algorithm, "wall_s": wall, "trials": runs["trials"], "fit_s": runs["fit_s"],
@@ -125,7 +128,23 @@ def compare(spec: Path, trials: int, *, only: list[str] | None = None, models: l
             rows.append(_contender(label, before, after, spec, Path(tmp), parallel, (metric, mode), trials,
                                    experiment, names, algorithm))
             print(f"{label}: {rows[-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
+        if not only or "raymlx-warm" in only:
+            rows.append(_warm(raymlx, quiet, spec, Path(tmp), (metric, mode), trials, experiment, every))
     return rows
+
+
+def _warm(raymlx: list[str], quiet: list[str], spec: Path, workdir: Path, scored: tuple[str, str], trials: int,
+          experiment: str, models: list[str]) -> dict:
+    """raymlx tune joining a runtime left running (``ray start --head``): the second of two runs, as in a
+    series of runs (the first one's start of the workers is not counted)."""
+    label = "raymlx tune --address (runtime left running)"
+    env = {**os.environ, **TOKEN_ENV}
+    with ray_head(CORES) as address:
+        for attempt in ("first", "second"):
+            row = _contender(f"{label}, {attempt}", raymlx, quiet + ["--address", address], spec, workdir, 2, scored,
+                             trials, experiment, models, None, env=env)
+            print(f"{row['name']}: {row['wall_s']:.1f} s", file=sys.stderr, flush=True)
+    return {**row, "name": label}
 
 
 def report(rows: list[dict], workload: str) -> None:
@@ -141,7 +160,7 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "temperature" / "specs.yaml")
     parser.add_argument("--trials", type=int, default=4, help="trials per model (grids stop at their size)")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="contenders to run: raymlx optuna1 optuna2 raymlx-sklearn randomized")
+                        help="contenders to run: raymlx optuna1 optuna2 raymlx-sklearn randomized raymlx-warm")
     parser.add_argument("--models", nargs="*", default=None, help="the spec's models to tune (default: all)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
