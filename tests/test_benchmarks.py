@@ -34,6 +34,17 @@ def test_tune_benchmark_runs(tmp_path):
 
 
 @pytest.mark.slow
+def test_cheap_trial_benchmark_runs(tmp_path):
+    out = tmp_path / "cheap.json"
+    run_benchmark("tune/cheap.py", "--trials", "1", "--rows", "300", "--models", "knn", "--only", "raymlx",
+                  "randomized", "--json", str(out), cwd=tmp_path)
+    rows = json.loads(out.read_text())["1"]
+    assert [r["name"] for r in rows] == ["raymlx tune", "RandomizedSearchCV n_jobs=2, scikit-learn"]
+    assert all(r["models"] == ["knn"] and r["trials"] == 1 and 0.5 < r["best"] <= 1.0 for r in rows), rows
+    assert rows[0]["best"] == pytest.approx(rows[1]["best"], rel=1e-9)  # one configuration, one accuracy
+
+
+@pytest.mark.slow
 def test_serve_benchmark_runs(tmp_path):
     out = tmp_path / "serve.json"
     run_benchmark("serve/run.py", "--seconds", "1", "--workload", "light (mean)", "--servers", "raymlx", "uvicorn",

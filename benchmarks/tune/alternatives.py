@@ -75,8 +75,13 @@ def _random_configs(search) -> list[dict]:
 def run_randomized(loaded, features, metric) -> None:
     """scikit-learn's RandomizedSearchCV(n_jobs=2) on each scikit-learn model, on the same fold features and
     the same configurations as raymlx's random search (so wall time compares equal work)."""
+    from sklearn.metrics import make_scorer
     from sklearn.model_selection import RandomizedSearchCV
 
+    # The same scoring function as raymlx's metric; scikit-learn negates it when lower is better.
+    sign = 1.0 if metric.mode == "max" else -1.0
+    scoring = make_scorer(metric.function, greater_is_better=metric.mode == "max",
+                          response_method="predict_proba" if metric.needs_proba else "predict")
     for name, entry in loaded.spec.models.items():
         if not entry.model.startswith("sklearn."):
             continue
@@ -92,11 +97,11 @@ def run_randomized(loaded, features, metric) -> None:
         configs = [{key: [value] for key, value in config.items()} for config in _random_configs(entry.search)]
         estimator = resolve(entry.model)(**entry.params)
         search = RandomizedSearchCV(estimator, configs, n_iter=len(configs), cv=cv, n_jobs=2,
-                                    scoring="neg_root_mean_squared_error", random_state=entry.search.seed or 0,
+                                    scoring=scoring, random_state=entry.search.seed or 0,
                                     error_score=np.nan)
         search.fit(X, y)
         for i, params in enumerate(search.cv_results_["params"]):
-            scores = [-search.cv_results_[f"split{k}_test_score"][i] for k in range(len(cv))]
+            scores = [sign * search.cv_results_[f"split{k}_test_score"][i] for k in range(len(cv))]
             _log_trial(name, params, {metric.name: float(np.mean(scores)), f"{metric.name}_std": float(np.std(scores)),
                                       "fit_time_s": float((search.cv_results_["mean_fit_time"][i]  # fit and score, as raymlx counts
                                                           + search.cv_results_["mean_score_time"][i]) * len(cv)),

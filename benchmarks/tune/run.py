@@ -29,6 +29,9 @@ from mlflow.tracking import MlflowClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _proctree import run_measured  # noqa: E402
+from _warm import TOKEN_ENV, ray_head  # noqa: E402
+
+from raymlx.metrics import BUILTIN_METRICS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CORES = os.cpu_count() or 1
@@ -56,7 +59,7 @@ def _subset(spec: Path, models: list[str], algorithm: str | None) -> Path:
 
 
 def _contender(name: str, before: list[str], after: list[str], spec: Path, workdir: Path, parallel: int,
-               metric: str, trials: int, experiment: str, models: list[str], algorithm: str | None,
+               scored: tuple[str, str], trials: int, experiment: str, models: list[str], algorithm: str | None,
                env: dict | None = None, probe=None) -> dict:
     """Run one contender as ``before SPEC after --set ...`` on ``models`` in its own copy of the example
     (``env`` and ``probe`` as :func:`_proctree.run_measured` takes them)."""
@@ -67,11 +70,12 @@ def _contender(name: str, before: list[str], after: list[str], spec: Path, workd
     measured = run_measured(before + [str(spec_copy)] + after + sets, cwd=str(folder), log=folder / "out.log",
                             env=env, probe=probe)
     runs = _read_runs(folder, experiment)
-    wall = measured["wall_s"]
-    return {"name": name, "models": models, "wall_s": wall, "trials": runs["trials"], "fit_s": runs["fit_s"],
+    wall, (metric, mode) = measured["wall_s"], scored
+    return {"name": name, "models": models, "algorithm": algorithm, "wall_s": wall, "trials": runs["trials"], "fit_s": runs["fit_s"],
             "efficiency": runs["fit_s"] / (CORES * wall),
             "overhead_per_trial_s": (parallel * wall - runs["fit_s"]) / runs["trials"],
-            "best": min(r.data.metrics[metric] for r in runs["runs"]), "peak_mib": measured["peak_rss"] / 2**20,
+            "best": (min if mode == "min" else max)(r.data.metrics[metric] for r in runs["runs"]),
+            "peak_mib": measured["peak_rss"] / 2**20,
             "peak_pss_mib": measured["peak_pss"] / 2**20, "shm_mib": measured["peak_shm"] / 2**20,
             **{f"{k.removeprefix('peak_')}_mib": v / 2**20 for k, v in measured.items()
                if k.startswith("peak_") and k not in ("peak_rss", "peak_pss", "peak_shm")},
@@ -88,31 +92,24 @@ def _table(rows: list[dict]) -> str:
     head = f"{'contender':40} {'wall s':>7} {'trials':>6} {'Σ fit s':>8} {'η':>5} {'ovh/trial s':>11} {'best':>7} {'peak MiB':>9} {'1st trial s':>11} {'raymlx ÷ it':>11}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        # Compared with raymlx on the same models: the full set, or RandomizedSearchCV's scikit-learn subset.
-        ours = next((o["wall_s"] for o in rows if o["name"].startswith("raymlx") and o["models"] == r["models"]), math.nan)
+        # Compared with raymlx on the same models and search: the full set, or RandomizedSearchCV's scikit-learn
+        # subset searched at random.
+        ours = next((o["wall_s"] for o in rows if o["name"].startswith("raymlx") and o["models"] == r["models"]
+                     and o["algorithm"] == r["algorithm"]), math.nan)
         lines.append(f"{r['name']:40} {r['wall_s']:7.1f} {r['trials']:6d} {r['fit_s']:8.1f} {r['efficiency']:5.2f} "
                      f"{r['overhead_per_trial_s']:11.2f} {r['best']:7.3f} {r['peak_mib']:9.0f} {r['first_trial_s']:11.1f} "
                      f"{ours / r['wall_s']:11.2f}")
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "temperature" / "specs.yaml")
-    parser.add_argument("--trials", type=int, default=4, help="trials per model (grids stop at their size)")
-    parser.add_argument("--only", nargs="*", default=None,
-                        help="contenders to run: raymlx optuna1 optuna2 raymlx-sklearn randomized")
-    parser.add_argument("--models", nargs="*", default=None, help="the spec's models to tune (default: all)")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args()
+def compare(spec: Path, trials: int, *, only: list[str] | None = None, models: list[str] | None = None) -> list[dict]:
+    """Run every contender (or those in ``only``) on ``spec``'s models, ``trials`` per model; one row each."""
     from raymlx.spec_io import load_spec
 
-    loaded = load_spec(args.spec)
-    unknown = sorted(set(args.models or ()) - set(loaded.spec.models))
-    if unknown:
-        parser.error(f"--models: {', '.join(unknown)} not in {args.spec} (choose from {', '.join(loaded.spec.models)})")
+    loaded = load_spec(spec)
     experiment, metric = loaded.spec.experiment_name, loaded.spec.metric_spec.name
-    every = [name for name in loaded.spec.models if args.models is None or name in args.models]
+    mode = loaded.spec.metric_spec.mode or BUILTIN_METRICS[metric].mode
+    every = [name for name in loaded.spec.models if models is None or name in models]
     sklearn = [name for name in every if loaded.spec.models[name].model.startswith("sklearn.")]
     alt = [sys.executable, str(Path(__file__).resolve().parent / "alternatives.py")]
     raymlx = [sys.executable, "-m", "raymlx.cli", "tune"]
@@ -130,19 +127,58 @@ def main() -> None:
     ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for key, label, before, after, parallel, models, algorithm in contenders:
-            if args.only and key not in args.only:
+        for key, label, before, after, parallel, names, algorithm in contenders:
+            if only and key not in only:
                 continue
-            rows.append(_contender(label, before, after, args.spec, Path(tmp), parallel, metric, args.trials,
-                                   experiment, models, algorithm))
+            rows.append(_contender(label, before, after, spec, Path(tmp), parallel, (metric, mode), trials,
+                                   experiment, names, algorithm))
             print(f"{label}: {rows[-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
-    print(f"machine: {platform.machine()}, {CORES} cores, Python {platform.python_version()}; "
-          f"workload: {args.spec.resolve().relative_to(ROOT)}, {args.trials} trials per model, MLflow on sqlite")
+        if not only or "raymlx-warm" in only:
+            rows.append(_warm(raymlx, quiet, spec, Path(tmp), (metric, mode), trials, experiment, every))
+    return rows
+
+
+def _warm(raymlx: list[str], quiet: list[str], spec: Path, workdir: Path, scored: tuple[str, str], trials: int,
+          experiment: str, models: list[str]) -> dict:
+    """raymlx tune joining a runtime left running (``ray start --head``): the second of two runs, as in a
+    series of runs (the first one's start of the workers is not counted)."""
+    label = "raymlx tune --address (runtime left running)"
+    env = {**os.environ, **TOKEN_ENV}
+    with ray_head(CORES) as address:
+        for attempt in ("first", "second"):
+            row = _contender(f"{label}, {attempt}", raymlx, quiet + ["--address", address], spec, workdir, 2, scored,
+                             trials, experiment, models, None, env=env)
+            print(f"{row['name']}: {row['wall_s']:.1f} s", file=sys.stderr, flush=True)
+    return {**row, "name": label}
+
+
+def report(rows: list[dict], workload: str) -> None:
+    """Print the machine, its load, the workload and the table."""
+    print(f"machine: {platform.machine()}, {CORES} cores, Python {platform.python_version()}; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; workload: {workload}, MLflow on sqlite")
     print(_table(rows))
     print("ratio column: wall time of raymlx on the same models / the contender's (below 1: raymlx is faster).")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "temperature" / "specs.yaml")
+    parser.add_argument("--trials", type=int, default=4, help="trials per model (grids stop at their size)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="contenders to run: raymlx optuna1 optuna2 raymlx-sklearn randomized raymlx-warm")
+    parser.add_argument("--models", nargs="*", default=None, help="the spec's models to tune (default: all)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    from raymlx.spec_io import load_spec
+
+    names = list(load_spec(args.spec).spec.models)
+    unknown = sorted(set(args.models or ()) - set(names))
+    if unknown:
+        parser.error(f"--models: {', '.join(unknown)} not in {args.spec} (choose from {', '.join(names)})")
+    rows = compare(args.spec, args.trials, only=args.only, models=args.models)
+    report(rows, f"{args.spec.resolve().relative_to(ROOT)}, {args.trials} trials per model")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
-
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def _measure(rows: int, trials: int, only: list[str] | None, workdir: Path, meas
     for key, label, before, after, parallel, env in contenders:
         if only and key not in only:
             continue
-        row = _contender(label, before, after, spec, workdir / f"rows{rows}-runs", parallel, "rmse", trials,
+        row = _contender(label, before, after, spec, workdir / f"rows{rows}-runs", parallel, ("rmse", "min"), trials,
                          f"scale-{rows}", list(MODELS), None, env=env, probe=object_store if env else None)
         measured.append({**row, "rows": rows, "data_mib": data_bytes / 2**20})
         print(f"{rows} rows, {label}: {row['wall_s']:.1f} s, {row['peak_pss_mib']:.0f} MiB", file=sys.stderr,
