@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from raymlx._interrupts import checkpoint, remembered
 from raymlx.errors import RaymlxError, redact
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -60,7 +61,8 @@ def _run(action: Callable[[], None], cleanup: Callable[[], None] | None = None,
     ``interrupted`` words the message of a Ctrl-C.
     """
     try:
-        action()
+        with remembered():  # a Ctrl-C Python dropped during an import is raised at the next checkpoint
+            action()
     except RaymlxError as exc:
         if _state["debug"]:
             raise
@@ -122,6 +124,7 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
         from raymlx.report import LiveReport
 
         frame = run_checks(loaded)
+        checkpoint()
         with LiveReport(loaded, frame) as report:  # each model's section is drawn as soon as its trials end
             result = _with_progress(lambda on_progress: run_experiment(
                 loaded, frame, runtime=started[0], verbose=_state["verbose"], force_promote=force_promote,

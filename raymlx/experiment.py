@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.air.constants import TRAINING_ITERATION
 
+from raymlx._interrupts import checkpoint
 from raymlx.champion import FittedPredictor, register_champion, user_code_paths
 from raymlx.champion.register import refit
 from raymlx.defaults import prepare
@@ -265,6 +266,7 @@ def _tune_while_opening(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fol
                 started_ray = runtime.wait()
             with _phase("sharing features"):
                 share_features(features)
+            checkpoint()  # a Ctrl-C dropped while Ray started stops here, before any trial
             with _phase("tuning"), trial_actor_env(inherited=started_ray):
                 progress = _tune(loaded.spec, features, metric, loaded.base_dir, opening, on_progress, start, state)
         except BaseException:
