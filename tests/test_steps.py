@@ -223,3 +223,32 @@ def test_fill_values_are_training_medians(frame):
 
 def test_spec_names_are_the_step_classes():
     assert (lags, rolling, clip_outliers, drop_incomplete_rows) == (Lags, Rolling, ClipOutliers, DropIncompleteRows)
+
+
+# ---- all-float frames are computed in one block, with the numbers of the column-by-column path ------------
+
+EDGES = [0.0, -0.0, np.nan, 5e-324, -1e-300, 1e300, -1e308, np.inf, -np.inf, 0.1 + 0.2, 2.0 ** 53 + 1]
+
+
+@pytest.mark.parametrize("step", [
+    pytest.param(FillMissing(strategy="median"), id="fill_missing-median"),
+    pytest.param(FillMissing(strategy="zero", columns=["temp", "absent"]), id="fill_missing-zero"),
+    pytest.param(StandardScale(), id="standard_scale"),
+    pytest.param(StandardScale(columns=["wind", "absent"]), id="standard_scale-named"),
+    pytest.param(ClipOutliers(lower=0.1, upper=0.9), id="clip_outliers"),
+])
+def test_float_frames_get_the_numbers_of_mixed_frames(frame, step):
+    """A frame of floats only takes the one-block path; the same frame with a text column beside takes pandas'
+    column-by-column path. Both give the same frame, edge values and gaps included, and leave the input as it was."""
+    rng = np.random.default_rng(1)
+    rows = frame.assign(temp=frame["temp"].where(frame.index.day % 4 != 0), extra=rng.normal(0, 1e6, len(frame)))
+    step = step.fit(rows.iloc[:30])
+    edges = pd.DataFrame({"temp": EDGES, "wind": EDGES[::-1], "extra": EDGES[3:] + EDGES[:3]},
+                         index=pd.date_range("2025-01-01", periods=len(EDGES), name="date"))
+    for part in (rows, edges, rows.iloc[[5]]):
+        before = part.copy()
+        floats = step.transform(part)
+        mixed = step.transform(part.assign(label="x")).drop(columns="label")
+        pd.testing.assert_frame_equal(floats, mixed, check_exact=True)
+        pd.testing.assert_frame_equal(part, before, check_exact=True)
+        assert floats.index.equals(part.index) and list(floats.columns) == list(part.columns)

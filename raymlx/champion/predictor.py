@@ -79,8 +79,10 @@ class FittedPredictor:
             times = pd.DatetimeIndex(pd.to_datetime(rows[self.time_column]))
             return self._future_features(self.history, times, rows if self.future_columns else None)
         # Fresh labels: steps that remember their training rows by label must not mistake these for them.
-        relabelled = rows[self.input_columns].set_axis(pd.RangeIndex(-len(rows), 0))
-        features = self.pipeline.transform(relabelled).drop(columns=[self.target], errors="ignore")
+        inputs = rows if list(rows.columns) == self.input_columns else rows[self.input_columns]
+        features = self.pipeline.transform(inputs.set_axis(pd.RangeIndex(-len(rows), 0)))
+        if self.target in features.columns:
+            features = features.drop(columns=[self.target])
         if len(features) != len(rows):
             raise ValueError(f"the pipeline dropped {len(rows) - len(features)} of {len(rows)} input rows")
         return features.set_axis(rows.index)

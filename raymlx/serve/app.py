@@ -18,12 +18,14 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from raymlx.serve.model import ServedModel, to_json_values
 from raymlx.serve.schema import Column, error_responses, forecast_models, predict_models
 
-__all__ = ["BATCH_SIZE_HEADER", "Limits", "Answer", "ModelInputError", "build_app", "records_frame", "BodyLimit"]
+__all__ = ["BATCH_SIZE_HEADER", "Limits", "Answer", "ModelInputError", "build_app", "records_frame", "BodyLimit",
+           "PredictShortcut"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +136,9 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return _error(422, _describe(errors), detail)
 
 
-def build_app(model: ServedModel, predict: Predict, *, limits: Limits) -> FastAPI:
-    """The FastAPI app of one model, its request and response schemas made from the model's signature.
+def build_app(model: ServedModel, predict: Predict, *, limits: Limits) -> PredictShortcut:
+    """The ASGI app of one model: a FastAPI app whose request and response schemas come from the
+    model's signature, behind the shortcut that answers well-formed ``POST /predict`` requests.
 
     A reload builds a new app for the new model and swaps the two whole; requests
     already in the old app finish there, on the old model.
@@ -153,10 +156,10 @@ def build_app(model: ServedModel, predict: Predict, *, limits: Limits) -> FastAP
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     _add_info_routes(app, model)
-    _add_predict_route(app, model, predict, limits)
+    request_model, respond = _add_predict_route(app, model, predict, limits)
     if model.can_forecast:
         _add_forecast_route(app, model, limits)
-    return app
+    return PredictShortcut(app, request_model, respond)
 
 
 def _add_info_routes(app: FastAPI, model: ServedModel) -> None:
@@ -175,12 +178,17 @@ def _annotate(route: Callable, request_model: type) -> None:
     route.__annotations__ = {"body": request_model, "return": Response}
 
 
-def _add_predict_route(app: FastAPI, model: ServedModel, predict: Predict, limits: Limits) -> None:
+Respond = Callable[[Any], Awaitable[Response]]
+
+
+def _add_predict_route(app: FastAPI, model: ServedModel, predict: Predict,
+                       limits: Limits) -> tuple[type[BaseModel], Respond]:
+    """Add ``POST /predict``; returns its request model and what answers a validated request."""
     request_model, response_model = predict_models(model.columns, max_records=limits.max_records,
                                                    classes=model.classes)
     columns = model.columns
 
-    async def predict_route(body) -> Response:
+    async def respond(body) -> Response:
         try:
             frame = records_frame(body.records, columns)
         except (ValueError, TypeError) as exc:  # e.g. times with and without a time zone
@@ -195,9 +203,62 @@ def _add_predict_route(app: FastAPI, model: ServedModel, predict: Predict, limit
         return Response(json.dumps(payload), media_type="application/json",
                         headers={BATCH_SIZE_HEADER: str(result.batch_size)})
 
+    async def predict_route(body) -> Response:
+        return await respond(body)
+
     _annotate(predict_route, request_model)
     app.post("/predict", response_model=response_model, summary="Predict rows",
              responses=error_responses(body=True))(predict_route)
+    return request_model, respond
+
+
+class PredictShortcut:
+    """ASGI: answers a ``POST /predict`` with a JSON body that fits the request model itself, and hands
+    every other request to the FastAPI app.
+
+    FastAPI's middleware, routing and body parsing cost more CPU than a one-row model
+    call. The shortcut validates the body with the same request model (pydantic parsing
+    the JSON bytes) and answers with the route's own code. A request it does not answer
+    (any other path, method or content type, a body that does not validate, an error
+    while answering) goes to the app whole, so its answer, an error message included, is
+    the app's.
+    """
+
+    def __init__(self, app: FastAPI, request_model: type[BaseModel], respond: Respond) -> None:
+        self.app = app
+        self.request_model = request_model
+        self.respond = respond
+
+    async def __call__(self, scope, receive, send) -> None:
+        if not (scope["type"] == "http" and scope["path"] == "/predict" and scope["method"] == "POST"
+                and _json_body(scope)):
+            return await self.app(scope, receive, send)
+        message = await receive()
+        try:
+            if message["type"] != "http.request" or message.get("more_body", False):
+                raise ValueError("not the whole body")  # BodyLimit hands it whole; anyone else, the app reads it
+            response = await self.respond(self.request_model.model_validate_json(message.get("body", b"")))
+        except Exception:  # noqa: BLE001 - the app answers it, as it would without the shortcut
+            return await self.app(scope, _replay(message, receive), send)
+        await response(scope, receive, send)
+
+
+def _json_body(scope) -> bool:
+    """Whether the request says its body is ``application/json`` (exactly; the app reads any other kind)."""
+    for name, value in scope["headers"]:
+        if name.lower() == b"content-type":
+            return value.lower() == b"application/json"
+    return False
+
+
+def _replay(first: dict, receive):
+    """``receive`` that gives ``first`` again, then whatever else the client sends."""
+    pending = [first]
+
+    async def replay():
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def _add_forecast_route(app: FastAPI, model: ServedModel, limits: Limits) -> None:
@@ -266,12 +327,8 @@ class BodyLimit:
             size += len(chunks[-1])
             if size > self.max_bytes:
                 return await self._too_large(scope, receive, send)
-        whole = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
-
-        async def replay():
-            return whole.pop() if whole else await receive()
-
-        await self.app(scope, replay, send)
+        whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay(whole, receive), send)
 
     async def _too_large(self, scope, receive, send) -> None:
         response = _error(413, f"request body over the limit of {self.max_bytes} bytes")

@@ -117,14 +117,37 @@ def _takes_missing(model, row: pd.DataFrame, name: str) -> bool:
     return bool(np.isfinite(out).all())
 
 
+def _unchanged_by_schema(signature) -> list[tuple[str, tuple]] | None:
+    """Per input column of a column signature, its name and the dtypes on which MLflow's schema
+    enforcement returns the column as it is (``None`` for any other signature)."""
+    from mlflow.types import DataType
+
+    if signature is None or signature.inputs is None or not signature.inputs.has_input_names():
+        return None
+    if not all(isinstance(spec.type, DataType) for spec in signature.inputs.inputs):
+        return None
+    return [(spec.name, (spec.type.to_numpy(), spec.type.to_pandas())) for spec in signature.inputs.inputs]
+
+
 @dataclass
 class ServedModel:
-    """A loaded model and what the HTTP layer needs to know about it."""
+    """A loaded model and what the HTTP layer needs to know about it.
+
+    A raymlx champion is called directly on a frame that already has the signature's
+    columns, in order, each of the type MLflow's schema enforcement would leave as it is
+    (what :func:`raymlx.serve.app.records_frame` makes): the same call and answers as
+    ``pyfunc.predict``, without rebuilding the frame column by column first.
+    """
 
     ref: ModelRef
     pyfunc: Any
     columns: list[Column]
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        python_model = self.python_model
+        self._champion_model = python_model if isinstance(python_model, ChampionModel) else None
+        self._schema = _unchanged_by_schema(self.pyfunc.metadata.signature) if self._champion_model else None
 
     @classmethod
     def load(cls, ref: ModelRef) -> ServedModel:
@@ -147,8 +170,7 @@ class ServedModel:
     @property
     def predictor(self) -> ServedPredictor | None:
         """The raymlx champion's fitted predictor, or ``None`` for another kind of model."""
-        python_model = self.python_model
-        return python_model.predictor if isinstance(python_model, ChampionModel) else None
+        return self._champion_model.predictor if self._champion_model is not None else None
 
     @property
     def can_forecast(self) -> bool:
@@ -184,6 +206,8 @@ class ServedModel:
         """
         from mlflow.exceptions import MlflowException
 
+        if self._champion_model is not None and self._fits_schema(frame):
+            return np.asarray(self._champion_model.predict(None, frame))
         try:
             return np.asarray(self.pyfunc.predict(frame))
         except MlflowException as exc:
@@ -191,6 +215,14 @@ class ServedModel:
                 raise
             reason = exc.message.split("Error: ", 1)[-1]  # not the frame and schema it quotes first
             raise ValueError(" ".join(reason.split())[:300]) from exc
+
+    def _fits_schema(self, frame: pd.DataFrame) -> bool:
+        """Whether MLflow's schema enforcement would hand the model ``frame`` as it is."""
+        schema = self._schema
+        if schema is None or len(frame.columns) != len(schema):
+            return False
+        return all(name == column and dtype in types
+                   for (name, types), column, dtype in zip(schema, frame.columns, frame.dtypes))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         predictor = self._champion()

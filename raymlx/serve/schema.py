@@ -73,7 +73,8 @@ def record_model(name: str, columns: list[Column], *, doc: str) -> type[BaseMode
     return create_model(name, __config__=_STRICT, __doc__=doc, **fields)
 
 
-def predict_models(columns: list[Column], *, max_records: int, classes: list | None) -> tuple[type, type]:
+def predict_models(columns: list[Column], *, max_records: int, classes: list | None
+                   ) -> tuple[type[BaseModel], type[BaseModel]]:
     """The request and response models of ``POST /predict``."""
     record = record_model("Record", columns, doc="One input row; keys are the model's input columns.")
     request = create_model(

@@ -20,9 +20,9 @@ from raymlx.pipeline import Pipeline
 from raymlx.serve._control import _free_port, reload_app, start_app, stop_app
 from raymlx.serve.app import BATCH_SIZE_HEADER, Limits
 from raymlx.serve.deployment import serve_options
-from raymlx.serve.model import resolve_model
+from raymlx.serve.model import resolve_model, to_json_values
 from raymlx.spec import AutoscalingSpec, BatchingSpec, ServeSpec
-from raymlx.steps import Lags, StandardScale
+from raymlx.steps import FillMissing, Lags, OneHot, StandardScale
 from tests.serve.conftest import (ROW, TARGET, assert_switched_once, clients_sending, daily_series, register,
                                   tabular, wait_until_all_see)
 
@@ -66,6 +66,58 @@ def test_predict_equals_mlflow_pyfunc(served, store, diabetes):
     mlflow.set_tracking_uri(store)
     expected = mlflow.pyfunc.load_model("models:/diabetes@champion").predict(rows)
     np.testing.assert_allclose(reply.json()["predictions"], expected, rtol=1e-9)
+
+
+EDGES = [0.0, -0.0, 5e-324, -1e-300, 1e-12, 0.1 + 0.2, 2.0 ** 53 + 1, 1e300, -1e300, None]
+
+
+def with_edges(rows: pd.DataFrame, columns: list[str], seed: int) -> pd.DataFrame:
+    """Rows with about a third of the values in ``columns`` replaced by edge values and gaps (None)."""
+    rng = np.random.default_rng(seed)
+    rows = rows.reset_index(drop=True).astype({c: float for c in columns})
+    for column in columns:
+        hit = rng.random(len(rows)) < 0.35
+        rows.loc[hit, column] = [np.nan if v is None else v for v in rng.choice(np.array(EDGES, object), hit.sum())]
+    return rows
+
+
+def champion_of(kind: str, diabetes: pd.DataFrame) -> tuple[object, pd.DataFrame, list[str]]:
+    """The tabular example's ridge champion on its float columns, or one with an integer and a text column too."""
+    if kind == "floats":
+        scaled = ["age", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+        return tabular(diabetes, Ridge(alpha=1.0), steps=[FillMissing(), StandardScale(columns=scaled)]), diabetes, \
+            [c for c in diabetes.columns if c != TARGET]
+    frame = diabetes.assign(age=diabetes["age"].round().astype("int64"), sex=diabetes["sex"].map({1.0: "f", 2.0: "m"}))
+    steps = [OneHot(["sex"]), FillMissing(), StandardScale()]
+    return tabular(frame, Ridge(alpha=0.5), steps=steps), frame, ["bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+
+
+@pytest.mark.parametrize("kind", ["floats", "mixed"])
+def test_served_answers_are_exactly_mlflow_pyfunc_answers(served, store, diabetes, kind):
+    """Served predictions equal the pyfunc model's, bit for bit, for many rows with edge values and gaps: in one
+    request of many rows, and one row a request (each answered alone). "mixed" has an integer and a text column
+    (with categories the model never saw), so its pipeline steps work column by column."""
+    predictor, frame, edged = champion_of(kind, diabetes)
+    inputs = [c for c in frame.columns if c != TARGET]
+    register(store, f"edges-{kind}", predictor, frame[inputs].head(5))
+    use(served, f"models:/edges-{kind}@champion", store)
+    rows = with_edges(frame[inputs].sample(80, random_state=3), edged, seed=len(kind))
+    if kind == "mixed":
+        rows.loc[::7, "sex"] = ["", "x", "é", "M"] * 3
+    records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    pyfunc = mlflow.pyfunc.load_model(f"models:/edges-{kind}@champion")
+    reply = post(served["url"], "/predict", {"records": records})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["predictions"] == to_json_values(pyfunc.predict(rows))
+    with httpx.Client(timeout=30) as client:
+        for i in range(0, len(rows), 4):
+            one = client.post(served["url"] + "/predict", json={"records": [records[i]]})
+            assert one.json()["predictions"] == to_json_values(pyfunc.predict(rows.iloc[[i]])), records[i]
+    huge = rows.iloc[[0]].assign(s5=1.7976931348623157e308)  # scaled beyond the largest float: both refuse it
+    with pytest.raises(ValueError, match="infinity"):
+        pyfunc.predict(huge)
+    reply = post(served["url"], "/predict", {"records": [{**records[0], "s5": 1.7976931348623157e308}]})
+    assert reply.status_code == 422 and "infinity" in reply.json()["error"], reply.text
 
 
 def test_concurrent_requests_are_batched_without_mixing_rows(served, store, diabetes):
