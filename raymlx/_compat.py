@@ -245,7 +245,8 @@ def object_store_usage(gcs_address: str) -> dict[str, int] | None:
     internal = _module_with("ray._private.internal_api", "get_memory_info_reply", "object_store_usage")
     if internal is None:
         return None
-    stats = internal.get_memory_info_reply(internal.get_state_from_address(gcs_address)).store_stats
+    with loopback_node():  # a raymlx runtime listens on 127.0.0.1, which Ray's client only reaches in this mode
+        stats = internal.get_memory_info_reply(internal.get_state_from_address(gcs_address)).store_stats
     return {"store": stats.object_store_bytes_used, "spilled": stats.spilled_bytes_total}
 
 

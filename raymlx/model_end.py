@@ -60,8 +60,11 @@ class ModelEndCallback(Callback):
         self._ended: dict[str, dict[str, _Ended]] = {name: {} for name in budgets}
 
     def __getstate__(self) -> dict:
-        # Tune pickles its run configuration, callbacks included; the hook and the session's future stay behind.
-        return {**self.__dict__, "hook": None, "flushed": None, "runs": None}
+        # Tune pickles its run configuration, callbacks included, into its saved state. A restored session
+        # draws its sections after the run, so none of this is needed there; and the spec may name a
+        # tracking server with credentials, which must never be written to disk.
+        return {**self.__dict__, "hook": None, "flushed": None, "runs": None, "spec": None, "features": None,
+                "_ended": {}}
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._end(trial, error=None)
