@@ -58,10 +58,10 @@ def test_serve_benchmark_runs(tmp_path):
 @pytest.mark.slow
 def test_scale_benchmark_runs(tmp_path):
     out = tmp_path / "scale.json"
-    run_benchmark("tune/scale.py", "--sizes", "1000", "--trials", "1", "--json", str(out), cwd=tmp_path)
+    # The alternatives are the tune benchmark's own (checked above, same configurations): raymlx alone here.
+    run_benchmark("tune/scale.py", "--sizes", "1000", "--trials", "1", "--only", "raymlx", "--json", str(out),
+                  cwd=tmp_path)
     rows = json.loads(out.read_text())
-    assert [(r["name"], r["rows"]) for r in rows] == [("raymlx tune", 1000), ("optuna loop (1 process)", 1000),
-                                                     ("RandomizedSearchCV n_jobs=2", 1000)]
-    assert all(r["trials"] == 3 and math.isfinite(r["best"]) and r["peak_pss_mib"] > 0 for r in rows), rows
-    assert [r["best"] for r in rows] == pytest.approx([rows[0]["best"]] * 3, rel=1e-9)  # the same configurations
+    assert [(r["name"], r["rows"]) for r in rows] == [("raymlx tune", 1000)]
+    assert rows[0]["trials"] == 3 and math.isfinite(rows[0]["best"]) and rows[0]["peak_pss_mib"] > 0, rows
     assert rows[0]["store_mib"] > 0  # the object store was asked while raymlx ran

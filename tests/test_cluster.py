@@ -47,8 +47,9 @@ def _kill_cluster(temp_dir: str) -> None:
                 pass
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def two_nodes():
+    """One cluster of two 1-CPU nodes for every way of giving its address (each run finishes before the next)."""
     temp_dir = tempfile.mkdtemp(prefix="rmxc", dir="/tmp")
     port = _free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # a loopback test cluster: no token to hand around

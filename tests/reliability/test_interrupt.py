@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from raymlx.search import model_searcher
 from raymlx.spec_io import load_spec
@@ -100,6 +101,10 @@ def test_ctrl_c_mid_trials_and_during_the_refit_then_resume(driver, mlflow_serve
     assert [i for i, text in enumerate(printed) if SECRET in text] == []
     for root in (driver.project, Path(driver.temp), server_root):
         assert _files_holding(root, SECRET) == [], root
+    assert "View run" not in out  # MLflow's per-run URL lines stay off without --verbose
+    (session,) = driver.runs("session")
+    resolved = Path(MlflowClient(server).download_artifacts(session.info.run_id, "spec.resolved.yaml")).read_text()
+    assert "uri: http://alice:***@127.0.0.1" in resolved  # the effective spec is logged, its password masked
 
 
 def test_sigkill_mid_trials_leaves_nothing_running_and_resume_completes(driver):
