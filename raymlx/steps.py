@@ -6,7 +6,7 @@ regular, so ``lags: [7]`` on daily data means the value seven days earlier.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,8 +44,21 @@ def _positions(frame: pd.DataFrame, columns) -> tuple[list[int], list[str]]:
     return [where[c] for c in present], present
 
 
-def _rebuilt(frame: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
-    """A new frame with ``frame``'s index and columns and these values."""
+def _on_float_columns(frame: pd.DataFrame, per_column: dict,
+                      compute: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> pd.DataFrame | None:
+    """The frame with ``compute(block, params)`` in place of the named columns it has, in one numpy pass;
+    ``None`` unless every column is float64 (:func:`_float_values`).
+
+    ``block`` holds those columns' values, ``params`` one row per column: its value(s) in ``per_column``.
+    """
+    values = _float_values(frame)
+    if values is None:
+        return None
+    positions, present = _positions(frame, per_column)
+    rows = [np.atleast_1d(np.asarray(per_column[c], dtype=float)) for c in present]
+    params = np.stack(rows) if rows else np.empty((0, 2))  # no such column: nothing to compute
+    values = values.copy()
+    values[:, positions] = compute(values[:, positions], params)
     return pd.DataFrame(values, index=frame.index, columns=frame.columns, copy=False)
 
 
@@ -67,16 +80,10 @@ class FillMissing:
         return self
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
-        values = _float_values(frame) if self.strategy != "ffill" else None
-        if values is not None:
-            positions, present = _positions(frame, self.values_)
-            values = values.copy()
-            block = values[:, positions]
-            missing = np.isnan(block)
-            if missing.any():
-                fill = np.array([self.values_[c] for c in present], dtype=float)
-                values[:, positions] = np.where(missing, fill, block)
-            return _rebuilt(frame, values)
+        if self.strategy != "ffill":
+            filled = _on_float_columns(frame, self.values_, lambda block, p: np.where(np.isnan(block), p[:, 0], block))
+            if filled is not None:
+                return filled
         columns = [c for c in self.values_ if c in frame.columns]
         frame = frame.copy()
         if self.strategy == "ffill":
@@ -130,13 +137,9 @@ class StandardScale:
         return self
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
-        values = _float_values(frame)
-        if values is not None:
-            positions, present = _positions(frame, self.stats_)
-            mean, std = np.array([self.stats_[c] for c in present], dtype=float).reshape(-1, 2).T
-            values = values.copy()
-            values[:, positions] = (values[:, positions] - mean) / std
-            return _rebuilt(frame, values)
+        scaled = _on_float_columns(frame, self.stats_, lambda block, p: (block - p[:, 0]) / p[:, 1])
+        if scaled is not None:
+            return scaled
         frame = frame.copy()
         for column, (mean, std) in self.stats_.items():
             if column in frame.columns:
@@ -306,13 +309,10 @@ class ClipOutliers:
         return self
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
-        values = _float_values(frame)
-        if values is not None and not np.isnan(list(self.bounds_.values())).any():
-            positions, present = _positions(frame, self.bounds_)
-            low, high = np.array([self.bounds_[c] for c in present], dtype=float).reshape(-1, 2).T
-            values = values.copy()
-            values[:, positions] = np.clip(values[:, positions], low, high)
-            return _rebuilt(frame, values)
+        if not np.isnan(list(self.bounds_.values())).any():
+            clipped = _on_float_columns(frame, self.bounds_, lambda block, p: np.clip(block, p[:, 0], p[:, 1]))
+            if clipped is not None:
+                return clipped
         new = {c: frame[c].clip(low, high) for c, (low, high) in self.bounds_.items() if c in frame.columns}
         return frame.assign(**new)
 
