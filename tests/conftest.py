@@ -44,3 +44,32 @@ def forget_user_modules(tmp_path_factory):
     for name, module in list(sys.modules.items()):
         if (getattr(module, "__file__", None) or "").startswith(base):
             del sys.modules[name]
+
+
+# Fixtures that are cheap to make once per worker process; every other module- or session-scoped fixture is
+# expensive (a tuned experiment, a served application, a cluster) and its tests share one worker.
+MADE_IN_EVERY_WORKER = {"ray_runtime", "diabetes", "store", "tmp_path_factory", "worker_id", "testrun_uid"}
+
+
+def _shared_fixture_home(item: pytest.Item) -> str | None:
+    """Where the first expensive fixture wider than a test that ``item`` uses is defined (module or folder).
+
+    A test may also name such a fixture in a parameter and ask for it with ``request.getfixturevalue``.
+    """
+    named = [value for value in getattr(item, "callspec", None) and item.callspec.params.values() or []
+             if isinstance(value, str)]
+    manager = item.session._fixturemanager
+    for name in sorted(item.fixturenames) + named:
+        definitions = manager.getfixturedefs(name, item) or ()
+        wide = [d for d in definitions if d.scope in ("module", "package", "session")]
+        if wide and name not in MADE_IN_EVERY_WORKER:
+            return wide[-1].baseid or "tests"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``), tests that share an expensive fixture run in one worker."""
+    for item in items:
+        home = _shared_fixture_home(item)
+        if home is not None:
+            item.add_marker(pytest.mark.xdist_group(home))

@@ -13,12 +13,13 @@ import pytest
 from tests.conftest import ROOT
 
 
-def run_benchmark(script: str, *args: str, cwd) -> None:
-    """Run ``benchmarks/<script>`` with this checkout's raymlx; fail with the end of its output."""
+def run_benchmark(script: str, *args: str, cwd) -> str:
+    """Run ``benchmarks/<script>`` with this checkout's raymlx; its output, or fail with the end of its errors."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
 @pytest.mark.slow
@@ -65,3 +66,11 @@ def test_scale_benchmark_runs(tmp_path):
     assert [(r["name"], r["rows"]) for r in rows] == [("raymlx tune", 1000)]
     assert rows[0]["trials"] == 3 and math.isfinite(rows[0]["best"]) and rows[0]["peak_pss_mib"] > 0, rows
     assert rows[0]["store_mib"] > 0  # the object store was asked while raymlx ran
+
+
+@pytest.mark.slow
+def test_model_call_benchmark_runs(tmp_path):
+    printed = run_benchmark("serve/model_call.py", "--repeat", "1", cwd=tmp_path)
+    microseconds = json.loads(printed.splitlines()[-1])
+    assert set(microseconds) == {"pyfunc.predict", "served model call", "ASGI /predict"}
+    assert all(0 < value < 1e6 for value in microseconds.values()), microseconds
