@@ -193,7 +193,8 @@ def _watched(log: Path, condition, timeout_s: float) -> dict:
     """The watcher's latest report once ``condition`` holds for it."""
     deadline, latest = time.monotonic() + timeout_s, {}
     while time.monotonic() < deadline:
-        lines = log.read_text().rpartition("\n")[0].splitlines()  # whole lines: the last may be half written
+        # Whole lines of the watcher's own (the last may be half written; Ray prints its warnings there too).
+        lines = [line for line in log.read_text().rpartition("\n")[0].splitlines() if line.startswith('{"head"')]
         latest = json.loads(lines[-1]) if lines else {}
         if latest and condition(latest):
             return latest
