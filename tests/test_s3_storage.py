@@ -57,9 +57,10 @@ def _keys(client, prefix: str) -> list[str]:
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
+@pytest.mark.slow  # two runs of ten trials: a minute on an idle machine
 def test_data_from_s3_tune_state_in_the_bucket_and_an_interrupted_run_resumed_from_it(s3, driver, monkeypatch):
     """Ctrl-C mid-trials, then `--resume`: Tune's state is read back from the bucket, so the trials that ended
-    before the interrupt are not run again (a fresh start would run every seeded configuration twice)."""
+    before the interrupt are not run again (after a fresh start the bucket holds the results of more trials)."""
     client, s3_env = s3
     client.upload_file(str(DIABETES), "shared", "data/diabetes.csv")
     for key, value in {**s3_env, "RAY_AUTH_MODE": "disabled"}.items():
@@ -81,7 +82,7 @@ def test_data_from_s3_tune_state_in_the_bucket_and_an_interrupted_run_resumed_fr
     assert "champion: first registered" in out or "champion: second registered" in out
     _assert_completed_once(driver)  # every seeded configuration once: the ended trials were not run again
     keys = _keys(client, "tune/")
-    assert {k.split("/")[1] for k in keys} == {session}  # the resumed run continued the same experiment directory
+    assert {k.split("/")[1] for k in keys} - {""} == {session}  # the resumed run went on in the same directory
     assert sum(k.endswith("/result.json") for k in keys) == TOTAL, keys  # one per trial, written by Tune
     assert not (driver.project / ".raymlx" / "ray_results").exists()  # nothing of Tune's state stayed local
 
