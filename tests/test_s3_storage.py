@@ -57,7 +57,6 @@ def _keys(client, prefix: str) -> list[str]:
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
-@pytest.mark.slow  # two runs of ten trials: a minute on an idle machine
 def test_data_from_s3_tune_state_in_the_bucket_and_an_interrupted_run_resumed_from_it(s3, driver, monkeypatch):
     """Ctrl-C mid-trials, then `--resume`: Tune's state is read back from the bucket, so the trials that ended
     before the interrupt are not run again (after a fresh start the bucket holds the results of more trials)."""
