@@ -24,9 +24,18 @@ _TUNE_ACTOR_ENV = ("PL_DISABLE_FORK", "1")
 _JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # what Ray's job manager gives a job's driver: its runtime env
 
 
-def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False) -> bool:
+def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False,
+             env_vars: dict[str, str] | None = None) -> bool:
     """Join the cluster named by ``address``, ``runtime.address`` or ``$RAY_ADDRESS`` (set in a Ray Job), else start a
     small local Ray runtime of this run's own, listening on 127.0.0.1 only, even where ``ray start`` left one running.
+
+    Args:
+        runtime: The spec's runtime section.
+        address: The cluster to join, before ``runtime.address``.
+        base_dir: The spec's folder: every worker's working directory.
+        verbose: Ray's own logs on the console.
+        env_vars: Environment of the processes this run's work starts on a cluster (a local runtime's
+            processes inherit this process's environment instead).
 
     Returns:
         Whether this call started Ray (and so should shut it down).
@@ -36,7 +45,8 @@ def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str,
     address = address or runtime.address or os.environ.get("RAY_ADDRESS")
     level = logging.INFO if verbose else logging.ERROR
     if address:
-        ray.init(address=address, log_to_driver=verbose, logging_level=level, runtime_env=_working_dir(base_dir))
+        runtime_env = {**_working_dir(base_dir), **({"env_vars": env_vars} if env_vars else {})}
+        ray.init(address=address, log_to_driver=verbose, logging_level=level, runtime_env=runtime_env)
     else:
         # Every worker of a runtime started here inherits this process's environment: set what Tune
         # would give each trial actor as an environment of its own (see trial_actor_env).

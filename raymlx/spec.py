@@ -167,6 +167,9 @@ class ServeSpec(SpecModel):
     port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP server.")
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Replica autoscaling.")
     batching: BatchingSpec = Field(default_factory=BatchingSpec, description="Request batching.")
+    num_cpus: float = Field(1.0, gt=0, description=(
+        "CPUs each replica reserves on its Ray node; a fraction packs several replicas on one CPU "
+        "(0.5: a 1-CPU node can take over the replica of a node that went away)."))
 
 
 class PromotionSpec(SpecModel):

@@ -7,6 +7,7 @@ which Ray Tune builds from an ``s3://`` storage path (the experiment's state).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.conftest import DIABETES
+from tests.reliability.conftest import driver  # noqa: F401 - the fixture
+from tests.reliability.test_interrupt import TOTAL, _assert_completed_once
 
 SPEC = """
 name: from-s3
@@ -23,7 +26,7 @@ task: regression
 data: {uri: "s3://shared/data/diabetes.csv", target: progression}
 validation: {folds: 2}
 runtime: {storage_path: "s3://shared/tune"}
-baseline: false  # the two trials counted below are ridge's
+baseline: false
 report: {enabled: false}
 models:
   ridge:
@@ -54,20 +57,33 @@ def _keys(client, prefix: str) -> list[str]:
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
-def test_data_is_read_from_s3_and_tune_state_is_written_there(s3, tmp_path):
+def test_data_from_s3_tune_state_in_the_bucket_and_an_interrupted_run_resumed_from_it(s3, driver, monkeypatch):
+    """Ctrl-C mid-trials, then `--resume`: Tune's state is read back from the bucket, so the trials that ended
+    before the interrupt are not run again (after a fresh start the bucket holds the results of more trials)."""
     client, s3_env = s3
     client.upload_file(str(DIABETES), "shared", "data/diabetes.csv")
-    (tmp_path / "specs.yaml").write_text(textwrap.dedent(SPEC))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS"))}
-    env.update(s3_env, RAY_AUTH_MODE="disabled")
-    process = subprocess.run([sys.executable, "-m", "raymlx.cli", "tune", "specs.yaml"], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=400)
-    assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-3000:]
-    assert "champion: ridge registered" in process.stdout
-    keys = _keys(client, "tune/from-s3_")  # each session's own directory: <name>_<time>_<pid>
-    assert any(k.rsplit("/", 1)[-1].startswith("experiment_state") for k in keys), keys
-    assert sum(k.endswith("/result.json") for k in keys) == 2, keys  # one per trial, written by Tune to the bucket
-    assert not (tmp_path / ".raymlx" / "ray_results").exists()  # nothing of Tune's state stayed local
+    for key, value in {**s3_env, "RAY_AUTH_MODE": "disabled"}.items():
+        monkeypatch.setenv(key, value)
+    shutil.rmtree(driver.project / "data")  # the data is the bucket's
+    spec = driver.project / "specs.yaml"
+    spec.write_text(spec.read_text().replace("data/diabetes.csv", "s3://shared/data/diabetes.csv")
+                    .replace("runtime: {", 'runtime: {storage_path: "s3://shared/tune", ') + "report: {enabled: false}\n")
+    driver.start()
+    driver.wait_until(lambda: driver.trials_finished() >= 2)
+    driver.interrupt()
+    code, out, err = driver.finish()
+    assert code == 130 and "resume with: raymlx tune specs.yaml --resume" in err, err[-3000:]
+    (session,) = {k.split("/")[1] for k in _keys(client, "tune/reliable_")}  # <name>_<time>_<pid>
+    assert any(k.rsplit("/", 1)[-1].startswith("experiment_state") for k in _keys(client, f"tune/{session}/"))
+
+    code, out, err = driver.run("--resume")
+    assert code == 0, out[-2000:] + err[-3000:]
+    assert "champion: first registered" in out or "champion: second registered" in out
+    _assert_completed_once(driver)  # every seeded configuration once: the ended trials were not run again
+    keys = _keys(client, "tune/")
+    assert {k.split("/")[1] for k in keys} - {""} == {session}  # the resumed run went on in the same directory
+    assert sum(k.endswith("/result.json") for k in keys) == TOTAL, keys  # one per trial, written by Tune
+    assert not (driver.project / ".raymlx" / "ray_results").exists()  # nothing of Tune's state stayed local
 
 
 def test_a_missing_s3_object_is_named_in_a_clear_error(s3, tmp_path):

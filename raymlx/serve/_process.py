@@ -115,7 +115,8 @@ def serve_foreground(request: ServeRequest, *, on_ready: Callable[[str, str | No
 
     ref = resolve_model(request.model_uri, tracking_uri=request.tracking_uri)
     options = serve_options(ServeSpec(**request.serve))
-    started = init_ray(RuntimeSpec(**request.runtime), address=request.address, base_dir=request.base_dir)
+    started = init_ray(RuntimeSpec(**request.runtime), address=request.address, base_dir=request.base_dir,
+                       env_vars=SERVE_ENV)  # on a cluster, Serve's processes get them from the job's environment
     flags = {"stop": False, "reload": False}
     running, previous = None, {}
     try:

@@ -157,8 +157,9 @@ class ServeOptions:
     num_cpus: float
 
 
-def serve_options(spec: ServeSpec, *, limits: Limits | None = None, num_cpus: float = 1.0) -> ServeOptions:
-    """Ray Serve settings from ``serve:`` in the spec (autoscaling, batching, admission limits)."""
+def serve_options(spec: ServeSpec, *, limits: Limits | None = None, num_cpus: float | None = None) -> ServeOptions:
+    """Ray Serve settings from ``serve:`` in the spec (autoscaling, batching, admission limits, CPUs per
+    replica, which ``num_cpus`` overrides)."""
     auto = spec.autoscaling
     batching = {"max_batch_size": spec.batching.max_batch_size,
                 "batch_wait_timeout_s": spec.batching.batch_wait_timeout_s}
@@ -169,7 +170,8 @@ def serve_options(spec: ServeSpec, *, limits: Limits | None = None, num_cpus: fl
     autoscaling = {"min_replicas": auto.min_replicas, "max_replicas": auto.max_replicas,
                    "initial_replicas": max(auto.min_replicas, 1),
                    "target_ongoing_requests": auto.target_ongoing_requests, **FAST_AUTOSCALING}
-    return ServeOptions(autoscaling, batching, asdict(limits or Limits()), max_ongoing, max_queued, num_cpus)
+    return ServeOptions(autoscaling, batching, asdict(limits or Limits()), max_ongoing, max_queued,
+                        spec.num_cpus if num_cpus is None else num_cpus)
 
 
 def champion_application(ref: ModelRef, options: ServeOptions):
