@@ -31,14 +31,16 @@ def pyplot():
 
 
 def _fewer_ticks(fig) -> None:
-    """Numeric axes (matplotlib's default locators) get at most about :data:`TICKS` ticks."""
-    from matplotlib.ticker import MaxNLocator
+    """Numeric axes get at most about :data:`TICKS` ticks; log axes label their powers of ten only (labels
+    between them crowd a small axis, and each is typeset as math)."""
+    from matplotlib.ticker import LogFormatter, MaxNLocator, NullFormatter
 
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
-            locator = axis.get_major_locator()
-            if isinstance(locator, MaxNLocator):
-                locator.set_params(nbins=TICKS)
+            if isinstance(axis.get_major_locator(), MaxNLocator):
+                axis.get_major_locator().set_params(nbins=TICKS)
+            if isinstance(axis.get_minor_formatter(), LogFormatter):
+                axis.set_minor_formatter(NullFormatter())
 
 
 def png(fig, *, crop: bool = False) -> bytes:
