@@ -7,8 +7,8 @@ store). Runs alternate (off, on, off, on, ...) so that a busy spell of a shared 
 both. Reported: the wall time of each command, the report's time after tuning as the command measured
 it (the session's report/summary.json: each model's section is drawn while other models still tune,
 so this is the wait for the last sections, the overview and the HTML), each section's own drawing
-time (report s), each model's SHAP time against its budget, the refit on the
-last fold that explanations need, and what refitting every fold would have cost instead of keeping
+time (report s) and CPU time (in all, by part and by model), each model's SHAP time against its
+budget, the machine's load average around each pair, the refit on the last fold that explanations need, and what refitting every fold would have cost instead of keeping
 the best trial's predictions (the best trials' fit times, read back from MLflow).
 """
 
@@ -40,6 +40,10 @@ def _tune(folder: Path, spec: Path, report: bool) -> float:
     with open(folder / "out.log", "w") as log:
         subprocess.run(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
     return time.perf_counter() - started
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def _report_facts(folder: Path, experiment: str) -> dict:
@@ -78,11 +82,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="raymlx-report-bench-"))
     off, on, facts = [], [], []
     for i in range(args.repeat):
+        load = _load()
         off.append(_tune(work / f"off{i}", spec, report=False))
         on.append(_tune(work / f"on{i}", spec, report=True))
         facts.append(_report_facts(work / f"on{i}", experiment))
         print(f"pair {i}: without report {off[-1]:.1f} s, with report {on[-1]:.1f} s "
-              f"(report after tuning {facts[-1]['report_s']:.1f} s)", flush=True)
+              f"(report after tuning {facts[-1]['report_s']:.1f} s); load average {load} before, {_load()} after",
+              flush=True)
     _print(off, on, facts, budget)
     if args.keep:
         print(f"runs kept in {work}")
@@ -94,17 +100,26 @@ def _print(off: list[float], on: list[float], facts: list[dict], budget: float) 
     base, with_report = statistics.median(off), statistics.median(on)
     report = statistics.median(f["report_s"] for f in facts)
     drawn = statistics.median(sum(m.get("report_seconds", 0) for m in f["models"].values()) for f in facts)
+    cpu = statistics.median(sum(m.get("report_cpu_seconds", 0) for m in f["models"].values()) for f in facts)
     print(f"\nraymlx tune, median of {len(off)}: without report {base:.1f} s, with report {with_report:.1f} s "
           f"({(with_report - base) / base:+.1%}); the report's time after tuning {report:.1f} s "
-          f"({report / base:.1%} of the run); its sections' drawing {drawn:.1f} s in all, mostly while models tuned")
+          f"({report / base:.1%} of the run); its sections' drawing {drawn:.1f} s in all ({cpu:.1f} s of CPU), "
+          f"mostly while models tuned")
+    parts: dict[str, float] = {}
+    for model in facts[-1]["models"].values():
+        for part, seconds in model.get("part_cpu_seconds", {}).items():
+            parts[part] = parts.get(part, 0.0) + seconds
+    print("sections' CPU by part (last run, all models): " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()))
     print(f"refitting every fold of each best configuration would add {statistics.median(f['refit_every_fold_s'] for f in facts):.1f} s "
           f"(the best trials' fit times); the report keeps their predictions and refits the last fold only")
-    print(f"\n{'model':22} {'report s':>8} {'last-fold refit s':>17} {'explainer':>18} {'SHAP s':>7} {'rows':>5} {'budget s':>8}")
+    print(f"\n{'model':22} {'report s':>8} {'CPU s':>6} {'last-fold refit s':>17} {'explainer':>18} {'SHAP s':>7} {'rows':>5} "
+          f"{'budget s':>8}")
     worst = 0.0
     for name, f in facts[-1]["models"].items():
         shap_s = max(x["models"][name].get("shap_seconds", 0.0) or 0.0 for x in facts)
         worst = max(worst, shap_s)
-        print(f"{name:22} {f.get('report_seconds', 0):8.2f} {f.get('refit_seconds', 0):17.2f} {f.get('explainer', '-'):>18} "
+        print(f"{name:22} {f.get('report_seconds', 0):8.2f} {f.get('report_cpu_seconds', float('nan')):6.2f} "
+              f"{f.get('refit_seconds', 0):17.2f} {f.get('explainer', '-'):>18} "
               f"{shap_s if f.get('shap_seconds') is not None else float('nan'):7.2f} {f.get('shap_rows', '-'):>5} {budget:8.1f}")
     print(f"\nlongest SHAP of any model in any run: {worst:.2f} s (budget {budget:g} s): "
           f"{'within' if worst <= budget else 'OVER'} budget")

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from raymlx.report._plot import figure, png
+from raymlx.report._plot import date_axis, figure, png
 from raymlx.report._section import Chart
 from raymlx.report.oof import PROBA_PREFIX
 
 __all__ = ["diagnostics"]
 
 
-def _chart(name: str, title: str, fig) -> Chart:
-    return Chart(f"plots/diagnostics/{name}.png", title, "diagnostics", png(fig))
+def _chart(name: str, title: str, fig, *, crop: bool = False) -> Chart:
+    return Chart(f"plots/diagnostics/{name}.png", title, "diagnostics", png(fig, crop=crop))
 
 
 def diagnostics(oof: pd.DataFrame, *, task: str, series: pd.Series | None = None) -> list[Chart]:
@@ -64,7 +64,7 @@ def _classification(oof: pd.DataFrame) -> list[Chart]:
         ConfusionMatrixDisplay.from_predictions(oof["y_true"].astype(str), oof["y_pred"].astype(str), ax=ax,
                                                 colorbar=False)
         ax.set_title("Confusion matrix (all folds)")
-        charts.append(_chart("confusion_matrix", "Confusion matrix", fig))
+        charts.append(_chart("confusion_matrix", "Confusion matrix", fig, crop=True))  # class names: any length
     proba = [c for c in oof.columns if c.startswith(PROBA_PREFIX)]
     if proba:
         charts += _curves(oof, proba)
@@ -110,7 +110,8 @@ def _forecasting(oof: pd.DataFrame, series: pd.Series | None) -> list[Chart]:
 
 def _fold_windows(oof: pd.DataFrame, series: pd.Series | None) -> Chart:
     folds = sorted(oof["fold"].unique())
-    with figure(3.2 * len(folds), 3.0, ncols=len(folds), sharey=True, squeeze=False) as (fig, axes):
+    with figure(3.2 * len(folds), 3.0, ncols=len(folds), sharey=True, squeeze=False, left=0.5, top=0.75,
+                bottom=0.45) as (fig, axes):
         for ax, fold in zip(axes[0], folds):
             window = oof[oof["fold"] == fold]
             start, end = window["time"].min(), window["time"].max()
@@ -121,9 +122,10 @@ def _fold_windows(oof: pd.DataFrame, series: pd.Series | None) -> Chart:
             ax.plot(window["time"], window["y_pred"], color="#dd8452", marker="o", ms=3, label="forecast")
             ax.axvline(start - (span / max(len(window) - 1, 1)), color="black", ls=":", lw=1)
             ax.set_title(f"fold {fold}: cutoff {(start - span / max(len(window) - 1, 1)).date()}", fontsize=9)
-            ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+            date_axis(ax.xaxis, ticks=3)
+            ax.tick_params(axis="x", labelsize=7)
         axes[0][0].legend(fontsize=7)
-        fig.suptitle("Each fold's forecast against the actual values around its cutoff (dotted)", y=1.06)
+        fig.suptitle("Each fold's forecast against the actual values around its cutoff (dotted)", y=1 - 0.12 / 3.0)
         return _chart("forecast_by_fold", "Forecast vs actual by fold", fig)
 
 
@@ -141,11 +143,11 @@ def _error_by_step(oof: pd.DataFrame) -> Chart:
 
 
 def _residuals_over_time(oof: pd.DataFrame) -> Chart:
-    with figure(7, 3.5) as (fig, ax):
+    with figure(7, 3.5, bottom=0.7) as (fig, ax):
         for fold, rows in oof.groupby("fold"):
             ax.plot(rows["time"], rows["error"], marker="o", ms=3, label=f"fold {fold}")
         ax.axhline(0, color="grey", lw=1, ls="--")
         ax.set(xlabel="time", ylabel="actual - forecast", title="Residuals over time")
-        ax.tick_params(axis="x", labelrotation=30)
+        date_axis(ax.xaxis, ticks=6)
         ax.legend(fontsize=7, ncols=2)
         return _chart("residuals_over_time", "Residuals over time", fig)

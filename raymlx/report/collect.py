@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
+from threadpoolctl import threadpool_limits
 
 from raymlx.defaults import prepare
 from raymlx.experiment import ExperimentResult, compute_fold_features
@@ -32,6 +33,7 @@ from raymlx.spec_io import LoadedSpec
 __all__ = ["model_section", "SectionJob", "section_job", "late_jobs", "draw_section", "target_around_cutoffs"]
 
 logger = logging.getLogger(__name__)
+PART_SECONDS = "part_cpu_seconds"  # a section's fact: CPU seconds of each part, by part
 
 
 def target_around_cutoffs(frame: pd.DataFrame, spec: Spec, folds: list) -> pd.Series | None:
@@ -50,7 +52,9 @@ def _trial_charts(section: Section, runs: list, spec: Spec, *, metric: str, mode
 
 
 def _guarded(section: Section, what: str, work) -> Any:
-    """Run one part of a section; a part that fails becomes a note instead of stopping the report."""
+    """Run one part of a section, its CPU seconds kept in the section's facts; a part that fails becomes a note
+    instead of stopping the report."""
+    started = time.process_time()
     try:
         return work()
     except ImportError as exc:
@@ -58,6 +62,8 @@ def _guarded(section: Section, what: str, work) -> Any:
     except Exception as exc:
         logger.warning("report of %s: %s failed", section.name, what, exc_info=True)
         section.notes.append(f"{what} failed: {type(exc).__name__}: {exc}")
+    finally:
+        section.facts.setdefault(PART_SECONDS, {})[what] = round(time.process_time() - started, 3)
     return None
 
 
@@ -165,13 +171,17 @@ def _forecast_frame(frame: pd.DataFrame, spec: Spec) -> pd.DataFrame | None:
 
 def draw_section(job: SectionJob) -> Section:
     """Draw one model's section and log it, with its tables, to the model's run (in a report process)."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     client = _client(job.tracking_uri)
     trials = model_trials(client, job.experiment_id, job.session_id, job.row.model)
     series = None if job.frame is None else target_around_cutoffs(job.frame, job.spec, make_folds(job.frame, job.spec))
-    section, frames = model_section(job.row.model, job.run_id, job.row, job.spec, job.features, trials,
-                                    base_dir=job.base_dir, series=series)
+    read = round(time.process_time() - cpu, 3)
+    with threadpool_limits(limits=1):  # one core a report process: native pools only spin on a busy machine
+        section, frames = model_section(job.row.model, job.run_id, job.row, job.spec, job.features, trials,
+                                        base_dir=job.base_dir, series=series)
+    section.facts[PART_SECONDS] = {"trial runs": read, **section.facts.get(PART_SECONDS, {})}
     section.facts["report_seconds"] = round(time.perf_counter() - started, 3)
+    section.facts["report_cpu_seconds"] = round(time.process_time() - cpu, 3)
     log_section(client, section, frames=frames)
     return section
 

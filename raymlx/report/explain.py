@@ -43,8 +43,8 @@ class Explained:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-def _chart(name: str, title: str, fig) -> Chart:
-    return Chart(f"plots/explanations/{name}.png", title, "explanations", png(fig))
+def _chart(name: str, title: str, fig, *, crop: bool = False) -> Chart:
+    return Chart(f"plots/explanations/{name}.png", title, "explanations", png(fig, crop=crop))
 
 
 def explain(model: Any, fold: FoldData, *, task: str, sample: int, background: int, budget_s: float,
@@ -114,7 +114,7 @@ class _KernelCall:
         self.nsamples = nsamples
 
     def __call__(self, rows: pd.DataFrame):
-        values = np.asarray(self.explainer.shap_values(rows, nsamples=self.nsamples, silent=True))
+        values = np.asarray(self.explainer.shap_values(rows, nsamples=self.nsamples, l1_reg=False, silent=True))
         base = np.broadcast_to(np.asarray(self.explainer.expected_value), (len(rows), *values.shape[2:]))
         return _Values(values, base)
 
@@ -196,7 +196,7 @@ def _shap_charts(shap, explanation) -> list[Chart]:
         plot(explanation, max_display=12, show=False)
         fig = plt.gcf()
         fig.suptitle(title)
-        charts.append(_chart(name, title, fig))
+        charts.append(_chart(name, title, fig, crop=True))  # feature names: any length
     return charts
 
 
@@ -237,12 +237,13 @@ def _univariate(model: Any, fold: FoldData) -> Explained:
 
 
 def _components(components: dict[str, np.ndarray], y: pd.Series) -> Chart:
-    with figure(7, 1.8 * len(components), nrows=len(components), squeeze=False, sharex=True) as (fig, axes):
+    height = 1.8 * len(components)
+    with figure(7, height, nrows=len(components), squeeze=False, sharex=True, top=0.5) as (fig, axes):
         for ax, (name, values) in zip(axes[:, 0], components.items()):
             ax.plot(values[-len(y):] if len(values) >= len(y) else values, lw=1)
             ax.set_ylabel(name)
         axes[-1, 0].set_xlabel("training step")
-        fig.suptitle("Fitted components (last fold)")
+        fig.suptitle("Fitted components (last fold)", y=1 - 0.12 / height)
         return _chart("fitted_components", "Fitted components", fig)
 
 

@@ -20,6 +20,9 @@ from raymlx.tracking import resolve_tracking_uri
 
 __all__ = ["LiveReport", "report_after_tune"]
 
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+DATABASE_STORE = "mlflow.store.tracking.sqlalchemy_store"  # a second of imports, else in each report process
+
 
 class LiveReport:
     """The report of one run, made while it runs; a context manager around the run.
@@ -43,7 +46,7 @@ class LiveReport:
 
     def __enter__(self) -> LiveReport:
         if self.enabled:
-            self._pool = _pool()
+            self._pool = _pool(database=_is_database(self._tracking_uri()))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -108,17 +111,25 @@ def report_after_tune(loaded: LoadedSpec, frame: pd.DataFrame, result) -> Path |
         return report.finish(result)
 
 
-def _pool() -> ProcessPoolExecutor:
+def _is_database(uri: str) -> bool:
+    """Whether MLflow reaches the tracking URI through its database store (sqlite, PostgreSQL, ...)."""
+    return uri.partition(":")[0].partition("+")[0] in DATABASE_SCHEMES
+
+
+def _pool(*, database: bool) -> ProcessPoolExecutor:
     """Processes forked, when each is needed, from a server that has imported what the report draws with.
 
     A fork of Tune's driver could inherit a lock another of its threads held (Ray's, MLflow's writer),
     and processes spawned afresh would each import for seconds: the fork server imports once, in a
     process of its own with one thread. Two at most, so a report never takes more than two cores from the trials.
+
+    Args:
+        database: The tracking URI is a database: MLflow's database store is imported by the server too.
     """
     workers = min(2, os.cpu_count() or 1)
     if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows: processes spawned afresh
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(PRELOAD))
+    context.set_forkserver_preload(list(PRELOAD) + ([DATABASE_STORE] if database else []))
     multiprocessing.forkserver.ensure_running()  # it imports while Ray starts, not when the first model ends
     return ProcessPoolExecutor(workers, mp_context=context)

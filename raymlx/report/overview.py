@@ -61,7 +61,7 @@ def leaderboard_chart(scores: dict[str, list[float]], *, metric: str, baseline: 
             ax.legend(loc="lower right", fontsize=8)
         ax.set_yticks(range(len(names)), [f"{n} (baseline)" if n == baseline else n for n in names])
         ax.set(xlabel=f"{metric} on each fold (dots) and mean (bar)", title="Leaderboard: every fold's score")
-        return Chart("plots/leaderboard.png", "Leaderboard: each model's score on every fold", "overview", png(fig))
+        return Chart("plots/leaderboard.png", "Leaderboard: each model's score on every fold", "overview", png(fig, crop=True))
 
 
 def fold_plan_chart(plan: list[dict], *, data_start: str | None) -> Chart | None:
@@ -91,7 +91,7 @@ def fold_plan_chart(plan: list[dict], *, data_start: str | None) -> Chart | None
         ax.legend(loc="lower left", fontsize=8)
         ax.tick_params(axis="x", labelrotation=30)
         ax.set(title="Fold plan around the cutoffs: training rows, then the window each fold scores", xlabel="time")
-        return Chart("plots/fold_plan.png", "Fold plan", "overview", png(fig))
+        return Chart("plots/fold_plan.png", "Fold plan", "overview", png(fig, crop=True))
 
 
 def versions() -> dict[str, str]:

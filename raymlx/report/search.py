@@ -54,14 +54,15 @@ def study_from_runs(runs: list, space: dict, *, metric: str, mode: str):
     return study
 
 
-def _plots() -> list[tuple[str, str, Callable, int]]:
-    """(file, title, Optuna plot, fewest finished trials and varied parameters it needs)."""
+def _plots() -> list[tuple[str, str, Callable, int, bool]]:
+    """(file, title, Optuna plot, fewest finished trials and varied parameters it needs, whether it is cropped to
+    fit what it draws: parameter names as labels, a legend beside the axes)."""
     from optuna.visualization import matplotlib as vis
 
-    return [("optimization_history", "Optimization history", vis.plot_optimization_history, 1),
-            ("param_importances", "Parameter importances", vis.plot_param_importances, 2),
-            ("parallel_coordinate", "Parallel coordinates", vis.plot_parallel_coordinate, 2),
-            ("slice", "Slice plot", vis.plot_slice, 1)]
+    return [("optimization_history", "Optimization history", vis.plot_optimization_history, 1, True),
+            ("param_importances", "Parameter importances", vis.plot_param_importances, 2, True),
+            ("parallel_coordinate", "Parallel coordinates", vis.plot_parallel_coordinate, 2, True),
+            ("slice", "Slice plot", vis.plot_slice, 1, False)]
 
 
 def search_charts(study, *, metric: str) -> tuple[list[Chart], list[str]]:
@@ -71,7 +72,7 @@ def search_charts(study, *, metric: str) -> tuple[list[Chart], list[str]]:
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     varied = [n for n in (finished[0].params if finished else {}) if len({str(t.params[n]) for t in finished}) > 1]
     charts, notes, skipped = [], [], []
-    for name, title, plot, fewest in _plots():
+    for name, title, plot, fewest, crop in _plots():
         if len(finished) < fewest or (name != "optimization_history" and len(varied) < fewest):
             skipped.append((title, fewest))
             continue
@@ -84,7 +85,7 @@ def search_charts(study, *, metric: str) -> tuple[list[Chart], list[str]]:
             notes.append(f"{title}: not drawn ({type(exc).__name__}: {exc})")
             continue
         axes = drawn.flat[0] if hasattr(drawn, "flat") else drawn
-        charts.append(Chart(f"plots/search/{name}.png", title, "search", png(axes.figure)))
+        charts.append(Chart(f"plots/search/{name}.png", title, "search", png(axes.figure, crop=crop)))
     if skipped:
         fewest = max(f for _, f in skipped)
         notes.insert(0, f"{' and '.join(t for t, _ in skipped)}: not drawn; "
