@@ -20,7 +20,7 @@ from unittest import mock
 
 import ray
 
-__all__ = ["CHECKED_RAY", "private_apis", "stop_monitor", "prompt_node_wait", "loopback_node",
+__all__ = ["CHECKED_RAY", "private_apis", "stop_monitor", "prompt_node_wait", "loopback_node", "lean_local_node",
            "tune_actor_env_defaults", "serve_target_groups", "versioned_deployment", "mlflow_metrics", "MAX_METRICS_PER_BATCH",
            "MAX_PARAMS_PER_BATCH", "object_store_usage"]
 
@@ -28,10 +28,18 @@ logger = logging.getLogger(__name__)
 
 CHECKED_RAY = ("2.60",)
 
-try:  # MLflow's own batch limits; the documented values otherwise
-    from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH as MAX_PARAMS_PER_BATCH
-except ImportError:  # pragma: no cover - depends on the installed MLflow
-    MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH = 1000, 100
+
+def __getattr__(name: str) -> int:
+    """MLflow's own batch limits (``MAX_METRICS_PER_BATCH``, ``MAX_PARAMS_PER_BATCH``), the documented values
+    otherwise; read when first asked for, as importing MLflow takes a second that the start of a run cannot spare."""
+    if name not in ("MAX_METRICS_PER_BATCH", "MAX_PARAMS_PER_BATCH"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        from mlflow.utils import validation
+    except ImportError:  # pragma: no cover - depends on the installed MLflow
+        return {"MAX_METRICS_PER_BATCH": 1000, "MAX_PARAMS_PER_BATCH": 100}[name]
+    return int(validation.MAX_METRICS_PER_BATCH if name == "MAX_METRICS_PER_BATCH"
+               else validation.MAX_PARAMS_TAGS_PER_BATCH)
 
 _warned: set[str] = set()
 
@@ -162,6 +170,33 @@ def loopback_node() -> Iterator[None]:
             os.environ[_SINGLE_MACHINE_ENV] = saved
 
 
+_UNUSED_BY_ONE_DRIVER = ("start_api_server", "start_monitor")
+
+
+@contextlib.contextmanager
+def lean_local_node(*, log_monitor: bool) -> Iterator[None]:
+    """Start a local runtime without the Python processes a fixed-size runtime of one driver never uses.
+
+    ``ray.init`` starts an API server (with ``include_dashboard=False`` it serves usage statistics
+    only) and waits until it has imported Ray's dashboard code and written its address, before it
+    even starts the raylet; the autoscaler's monitor watches a cluster that cannot grow; the log
+    monitor streams workers' output to a driver that does not show it (``log_monitor=False``). On
+    2 cores that is CPU the driver's imports and the first trials wait for. Fallback: Ray's
+    full set of processes.
+    """
+    node = _module_with("ray._private.node", "Node", "lean local runtime")
+    skipped = [*_UNUSED_BY_ONE_DRIVER, *(() if log_monitor else ("start_log_monitor",))]
+    if node is None or not all(hasattr(node.Node, name) for name in skipped):
+        if node is not None:
+            _fallback("lean local runtime", AttributeError(f"Node lacks one of {skipped}"))
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        for name in skipped:
+            stack.enter_context(mock.patch.object(node.Node, name, lambda self, *args, **kwargs: None))
+        yield
+
+
 def tune_actor_env_defaults() -> dict[str, str] | None:
     """Tune's runtime environment for every trial actor (the dict itself), or ``None`` where it cannot be read.
 
@@ -227,6 +262,8 @@ _NEEDS: dict[str, list[tuple[str, str]]] = {
     "stop_monitor": [("ray._private.ray_constants", "PROCESS_TYPE_MONITOR"), ("ray._private.worker", "_global_node")],
     "prompt_node_wait": [("ray._private.services", "get_node"), ("ray._raylet", "GcsClient")],
     "loopback_node": [("ray._private.ray_constants", "ENABLE_RAY_CLUSTER")],
+    "lean_local_node": [("ray._private.node", f"Node.{name}") for name in
+                        (*_UNUSED_BY_ONE_DRIVER, "start_log_monitor")],
     "tune_actor_env": [("ray.tune.execution.class_cache", "DEFAULT_ENV_VARS")],
     "serve_target_groups": [("ray.serve._private.constants", "SERVE_CONTROLLER_NAME"),
                             ("ray.serve._private.constants", "SERVE_NAMESPACE"),

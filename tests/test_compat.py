@@ -83,13 +83,14 @@ def test_tune_s_actor_environment_is_the_one_raymlx_inherits():
     pytest.param("stop_monitor()", ("services", "worker"), id="stop-monitor"),
     pytest.param("prompt_node_wait().__enter__()", ("services", "worker"), id="node-wait"),
     pytest.param("loopback_node().__enter__()", ("ray_constants",), id="loopback-node"),
+    pytest.param("lean_local_node(log_monitor=False).__enter__()", ("node",), id="lean-node"),
 ])
 def test_a_missing_private_module_falls_back_without_failing(probe, modules):
     """Run the guarded call in a fresh interpreter where Ray's private module cannot be imported."""
     code = (
         "import sys, logging\n"
         "logging.basicConfig(level=logging.WARNING)\n"
-        "import ray._private.services, ray._private.worker\n"
+        "import ray._private.node, ray._private.services, ray._private.worker\n"
         "from raymlx import _compat\n"
         f"for name in {modules!r}:\n"
         "    delattr(ray._private, name)\n"
