@@ -10,18 +10,21 @@ whose private APIs those tests passed on.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import inspect
 import logging
 import os
+import shutil
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterator
 from unittest import mock
 
 import ray
 
 __all__ = ["CHECKED_RAY", "private_apis", "stop_monitor", "prompt_node_wait", "loopback_node", "lean_local_node",
-           "tune_actor_env_defaults", "serve_target_groups", "versioned_deployment", "mlflow_metrics", "MAX_METRICS_PER_BATCH",
+           "tune_actor_env_defaults", "empty_sqlite_store", "serve_target_groups", "versioned_deployment", "mlflow_metrics", "MAX_METRICS_PER_BATCH",
            "MAX_PARAMS_PER_BATCH", "object_store_usage"]
 
 logger = logging.getLogger(__name__)
@@ -197,6 +200,54 @@ def lean_local_node(*, log_monitor: bool) -> Iterator[None]:
         yield
 
 
+def _empty_store_template(db_utils: Any) -> Path:
+    """An empty sqlite store of the installed MLflow (its tables and schema revision, no experiment), made once."""
+    import mlflow
+    import sqlalchemy
+
+    migrations = Path(mlflow.__file__).parent / "store" / "db_migrations" / "versions"
+    revisions = hashlib.sha256("\n".join(sorted(os.listdir(migrations))).encode()).hexdigest()[:12]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "raymlx"
+    template = cache / f"mlflow-{mlflow.__version__}-{revisions}-empty.db"
+    if not template.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        building = cache / f".{template.name}.{os.getpid()}"
+        engine = sqlalchemy.create_engine(f"sqlite:///{building}")
+        try:
+            db_utils._initialize_tables(engine)
+        finally:
+            engine.dispose()
+        os.replace(building, template)
+    return template
+
+
+def empty_sqlite_store(tracking_uri: str) -> None:
+    """Make a new sqlite tracking store as a copy of an empty one of the installed MLflow, made once in
+    ``~/.cache/raymlx``, instead of MLflow's migrations of a new file: 1.6 to 1.9 CPU-seconds (and 5 to 8 s of
+    writes to a busy disk) at the start of a run, against 0.5 for the copy. MLflow then adds its default
+    experiment as it does to any store it opens. Does nothing for another store or an existing file.
+    Fallback: MLflow's own migrations.
+    """
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix) or "?" in tracking_uri or ":memory:" in tracking_uri:
+        return
+    target = Path(tracking_uri[len(prefix):])
+    if target.exists() or not target.parent.is_dir():
+        return
+    db_utils = _module_with("mlflow.store.db.utils", "_initialize_tables", "empty sqlite store")
+    if db_utils is None:
+        return
+    try:
+        copying = target.with_name(f".{target.name}.{os.getpid()}")
+        shutil.copyfile(_empty_store_template(db_utils), copying)
+        try:
+            os.link(copying, target)  # never over a store another process made meanwhile
+        finally:
+            copying.unlink()
+    except OSError as exc:  # MLflow makes the store itself
+        logger.debug("no copy of an empty store for %s: %s", target, exc)
+
+
 def tune_actor_env_defaults() -> dict[str, str] | None:
     """Tune's runtime environment for every trial actor (the dict itself), or ``None`` where it cannot be read.
 
@@ -270,6 +321,7 @@ _NEEDS: dict[str, list[tuple[str, str]]] = {
                             ("ray.serve._private.controller", "ServeController.get_target_groups")],
     "versioned_deployment": [("ray.serve.deployment", "Deployment.options")],
     "mlflow_metrics": [("ray.air._internal.mlflow", "_MLflowLoggerUtil._parse_dict")],
+    "empty_sqlite_store": [("mlflow.store.db.utils", "_initialize_tables")],
     "object_store_usage": [("ray._private.internal_api", "get_memory_info_reply"),
                            ("ray._private.internal_api", "get_state_from_address")],
 }
