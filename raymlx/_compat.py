@@ -215,9 +215,10 @@ def _empty_store_template(db_utils: Any) -> Path:
         engine = sqlalchemy.create_engine(f"sqlite:///{building}")
         try:
             db_utils._initialize_tables(engine)
+            os.replace(building, template)
         finally:
             engine.dispose()
-        os.replace(building, template)
+            building.unlink(missing_ok=True)
     return template
 
 
@@ -238,13 +239,14 @@ def empty_sqlite_store(tracking_uri: str) -> None:
     if db_utils is None:
         return
     try:
+        template = _empty_store_template(db_utils)
         copying = target.with_name(f".{target.name}.{os.getpid()}")
-        shutil.copyfile(_empty_store_template(db_utils), copying)
         try:
+            shutil.copyfile(template, copying)
             os.link(copying, target)  # never over a store another process made meanwhile
         finally:
-            copying.unlink()
-    except OSError as exc:  # MLflow makes the store itself
+            copying.unlink(missing_ok=True)
+    except Exception as exc:  # noqa: BLE001 - a speed-up only: MLflow makes the store itself
         logger.debug("no copy of an empty store for %s: %s", target, exc)
 
 
