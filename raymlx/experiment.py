@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.air.constants import TRAINING_ITERATION
 
+from raymlx import _compat
 from raymlx._interrupts import checkpoint
 from raymlx.champion import FittedPredictor, register_champion, user_code_paths
 from raymlx.champion.register import refit
@@ -247,6 +248,7 @@ def _open(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold], start: _St
     """The session's MLflow runs: the earlier session's, RUNNING again, or new ones after closing orphans."""
     spec = loaded.spec
     tracking_uri = resolve_tracking_uri(spec.tracking.uri, loaded.base_dir)
+    _compat.empty_sqlite_store(tracking_uri)  # a new sqlite store without MLflow's migrations
     client = MlflowClient(tracking_uri)
     if start.earlier is not None:
         return reopen(client, start.earlier.session, tracking_uri=tracking_uri)

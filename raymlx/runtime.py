@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import ray
@@ -25,7 +25,7 @@ _JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # what Ray's job manager gives 
 
 
 def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False,
-             env_vars: dict[str, str] | None = None) -> bool:
+             env_vars: dict[str, str] | None = None, lean: bool = False) -> bool:
     """Join the cluster named by ``address``, ``runtime.address`` or ``$RAY_ADDRESS`` (set in a Ray Job), else start a
     small local Ray runtime of this run's own, listening on 127.0.0.1 only, even where ``ray start`` left one running.
 
@@ -36,6 +36,8 @@ def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str,
         verbose: Ray's own logs on the console.
         env_vars: Environment of the processes this run's work starts on a cluster (a local runtime's
             processes inherit this process's environment instead).
+        lean: Start a local runtime without the processes only a cluster or a dashboard uses (see
+            :func:`raymlx._compat.lean_local_node`): the runtime of one ``raymlx tune``.
 
     Returns:
         Whether this call started Ray (and so should shut it down).
@@ -52,7 +54,8 @@ def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str,
         # would give each trial actor as an environment of its own (see trial_actor_env).
         os.environ.setdefault(_TUNE_ACTOR_ENV[0], _TUNE_ACTOR_ENV[1])
         # Loopback only: the runtime serves this machine alone, and Ray's ports accept jobs (ShadowRay).
-        with _compat.prompt_node_wait(), _compat.loopback_node():
+        lean_node = _compat.lean_local_node(log_monitor=verbose) if lean else nullcontext()
+        with _compat.prompt_node_wait(), _compat.loopback_node(), lean_node:
             ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=verbose,
                      logging_level=level, object_store_memory=runtime.object_store_memory_mb * 1024 * 1024)
     return True
@@ -108,7 +111,7 @@ class BackgroundRuntime:
             if not (ray.is_initialized() or address or runtime.address or os.environ.get("RAY_ADDRESS")) \
                     and os.path.isdir("/proc"):
                 self._watchdog = Watchdog()  # before Ray's processes start: a kill while they start is covered too
-            self._started = init_ray(runtime, address=address, base_dir=base_dir, verbose=verbose)
+            self._started = init_ray(runtime, address=address, base_dir=base_dir, verbose=verbose, lean=True)
         except BaseException as exc:  # re-raised by wait() in the caller's thread
             self._error = exc
         finally:

@@ -83,13 +83,14 @@ def test_tune_s_actor_environment_is_the_one_raymlx_inherits():
     pytest.param("stop_monitor()", ("services", "worker"), id="stop-monitor"),
     pytest.param("prompt_node_wait().__enter__()", ("services", "worker"), id="node-wait"),
     pytest.param("loopback_node().__enter__()", ("ray_constants",), id="loopback-node"),
+    pytest.param("lean_local_node(log_monitor=False).__enter__()", ("node",), id="lean-node"),
 ])
 def test_a_missing_private_module_falls_back_without_failing(probe, modules):
     """Run the guarded call in a fresh interpreter where Ray's private module cannot be imported."""
     code = (
         "import sys, logging\n"
         "logging.basicConfig(level=logging.WARNING)\n"
-        "import ray._private.services, ray._private.worker\n"
+        "import ray._private.node, ray._private.services, ray._private.worker\n"
         "from raymlx import _compat\n"
         f"for name in {modules!r}:\n"
         "    delattr(ray._private, name)\n"
@@ -114,3 +115,42 @@ def test_a_loopback_node_is_asked_of_ray_in_the_driver_and_every_process_it_star
         assert os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"  # what the runtime's processes inherit
     assert ray_constants.ENABLE_RAY_CLUSTER is before
     assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ
+
+
+def _schema(path) -> tuple[list, list]:
+    """A store's tables and indexes, each as its name and its definition's parts (MLflow's migrations order a
+    rebuilt table's constraints differently from one process to the next), and its schema revision."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        rows = db.execute("select type, name, sql from sqlite_master where name not like 'sqlite_%'")
+        tables = sorted((kind, name, tuple(sorted(" ".join((sql or "").split()).split(", ")))) for kind, name, sql in rows)
+        return tables, db.execute("select version_num from alembic_version").fetchall()
+
+
+def test_a_new_sqlite_store_copied_from_an_empty_one_is_the_store_mlflow_makes(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first, project = tmp_path / "first", tmp_path / "project"
+    first.mkdir(), project.mkdir()
+    monkeypatch.chdir(first)  # the empty store is made for a first project, then copied for another
+    _compat.empty_sqlite_store(f"sqlite:///{first / 'mlflow.db'}")
+    assert list((tmp_path / "cache" / "raymlx").glob("mlflow-*-empty.db"))
+    monkeypatch.chdir(project)  # where MLflow puts the default experiment's artifacts
+    made, copied = project / "made.db", project / "copied.db"
+    _compat.empty_sqlite_store(f"sqlite:///{copied}")
+    assert copied.exists()
+    stores = {}
+    for path in (made, copied):
+        client = MlflowClient(f"sqlite:///{path}")
+        default = client.get_experiment("0")
+        run = client.create_run(client.create_experiment("e"))
+        client.log_metric(run.info.run_id, "score", 1.0)
+        stores[path] = (default.name, default.artifact_location, _schema(path))
+    assert stores[copied] == stores[made]  # same tables, indexes, schema revision and default experiment
+
+    before = copied.read_bytes()
+    _compat.empty_sqlite_store(f"sqlite:///{copied}")  # an existing store is left alone
+    assert copied.read_bytes() == before
+    _compat.empty_sqlite_store("http://127.0.0.1:5000")  # and any other store
