@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
@@ -47,6 +48,18 @@ def _free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
+@functools.lru_cache(maxsize=8)
+def _node_address(node_id: str) -> str:
+    """The address Ray's nodes know node ``node_id`` by (what Serve lists its replicas at). A driver's own guess
+    (``ray.util.get_node_ip_address``) can differ: the machine's address for a node started on 127.0.0.1."""
+    known = next((n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id), None)
+    return known or ray.util.get_node_ip_address()
+
+
+def _here() -> str:
+    return _node_address(ray.get_runtime_context().get_node_id())
+
+
 def replica_host(host: str, *, joined: bool) -> str:
     """The address every replica binds on its own node (Serve takes one for all nodes).
 
@@ -54,10 +67,10 @@ def replica_host(host: str, *, joined: bool) -> str:
     relay does. A runtime the run joined may span machines, and the relay on this node reaches a
     replica on another at that node's address: replicas bind every interface (``0.0.0.0``), like
     Ray's own ports between the nodes. Whether the run joined is the rule, not how many nodes are
-    alive now: nodes join later. Only when this node's Ray address is loopback (every node on one
-    machine) do replicas keep ``host``.
+    alive now: nodes join later. Only when Ray knows this node by a loopback address (no other
+    machine can join) do replicas keep ``host``.
     """
-    if not joined or ipaddress.ip_address(ray.util.get_node_ip_address()).is_loopback:
+    if not joined or ipaddress.ip_address(_here()).is_loopback:
         return host
     return "0.0.0.0"
 
@@ -72,7 +85,7 @@ def replica_targets(host: str, proxy_port: int | None = None) -> list[tuple[str,
     targets = _compat.serve_target_groups(APP_NAME)
     if targets is None:
         return [(host, proxy_port)] if proxy_port is not None else []
-    here = ray.util.get_node_ip_address()
+    here = _here()
     return [(host if ip == here else ip, port) for ip, port in targets]
 
 
