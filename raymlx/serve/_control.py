@@ -79,8 +79,8 @@ def replica_targets(host: str, proxy_port: int | None = None) -> list[tuple[str,
     """The replicas' own HTTP addresses (or Serve's proxy, when direct ingress is off or the
     controller cannot be asked for them).
 
-    Replicas on this node are reached at ``host`` (they bind it or every interface), the
-    others at their node's address.
+    Replicas on this node are reached at ``host`` (the address they bind, or loopback when they
+    bind every interface), the others at their node's address.
     """
     targets = _compat.serve_target_groups(APP_NAME)
     if targets is None:
@@ -99,8 +99,9 @@ def start_app(ref: ModelRef, options: ServeOptions, *, host: str, port: int, joi
     """
     bind = replica_host(host, joined=joined)
     proxy_port = _free_port(bind)
+    local = host if bind == host else "127.0.0.1"  # where this node's replicas (and Serve's proxy) answer
     # The relay keeps a request to send it again until its answer starts: up to the body limit and a head.
-    relay = Relay(host, port, lambda: replica_targets(host, proxy_port),
+    relay = Relay(host, port, lambda: replica_targets(local, proxy_port),
                   max_replay_bytes=options.limits["max_body_bytes"] + (64 << 10))
     try:
         relay.start()  # first: a taken port fails before anything is deployed
