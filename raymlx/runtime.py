@@ -18,10 +18,16 @@ from raymlx._processes import Watchdog
 from raymlx.errors import UserInputError
 from raymlx.spec import RuntimeSpec
 
-__all__ = ["init_ray", "shutdown_ray", "BackgroundRuntime", "trial_actor_env"]
+__all__ = ["init_ray", "cluster_address", "shutdown_ray", "BackgroundRuntime", "trial_actor_env"]
 
 _TUNE_ACTOR_ENV = ("PL_DISABLE_FORK", "1")
 _JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # what Ray's job manager gives a job's driver: its runtime env
+
+
+def cluster_address(runtime: RuntimeSpec, address: str | None = None) -> str | None:
+    """The Ray runtime a run joins: ``address``, else ``runtime.address``, else ``$RAY_ADDRESS`` (set in a Ray Job);
+    ``None`` when the run starts one of its own."""
+    return address or runtime.address or os.environ.get("RAY_ADDRESS")
 
 
 def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False,
@@ -44,7 +50,7 @@ def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str,
     """
     if ray.is_initialized():
         return False
-    address = address or runtime.address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(runtime, address)
     level = logging.INFO if verbose else logging.ERROR
     if address:
         runtime_env = {**_working_dir(base_dir), **({"env_vars": env_vars} if env_vars else {})}

@@ -274,13 +274,18 @@ def test_serving_from_the_cluster_survives_losing_the_worker_node(two_nodes, tmp
         assert all(_gone(pid) for pid in victims)
         assert len(failures) < 0.01 * (answered + len(failures)), failures[:10]
     finally:
-        for process in (serving, watcher):
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        _terminate(serving, watcher)
     assert serving.returncode == 0, (tmp_path / "serve.out").read_text()[-3000:]
+
+
+def _terminate(*processes: subprocess.Popen) -> None:
+    """SIGTERM each process and wait for it (SIGKILL after two minutes)."""
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def _registered(folder: Path, name: str) -> str:

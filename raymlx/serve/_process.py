@@ -111,16 +111,19 @@ def serve_foreground(request: ServeRequest, *, on_ready: Callable[[str, str | No
     from raymlx.serve.deployment import serve_options
     from raymlx.serve.model import resolve_model
     from raymlx.spec import RuntimeSpec, ServeSpec
-    from raymlx.runtime import init_ray, shutdown_ray
+    from raymlx.runtime import cluster_address, init_ray, shutdown_ray
 
     ref = resolve_model(request.model_uri, tracking_uri=request.tracking_uri)
     options = serve_options(ServeSpec(**request.serve))
-    started = init_ray(RuntimeSpec(**request.runtime), address=request.address, base_dir=request.base_dir,
+    runtime = RuntimeSpec(**request.runtime)
+    joined = cluster_address(runtime, request.address) is not None
+    started = init_ray(runtime, address=request.address, base_dir=request.base_dir,
                        env_vars=SERVE_ENV)  # on a cluster, Serve's processes get them from the job's environment
     flags = {"stop": False, "reload": False}
     running, previous = None, {}
     try:
-        running = start_app(ref, options, host=request.host, port=request.port)  # Ctrl-C here: KeyboardInterrupt
+        # Ctrl-C here: KeyboardInterrupt
+        running = start_app(ref, options, host=request.host, port=request.port, joined=joined)
         previous = _install_signals(flags)
         _write_state(request, running.url, ref.version)
         on_ready(running.url, ref.version)
