@@ -45,9 +45,10 @@ while data := conn.recv(65536):
 SCOPED_RAY_STOP = r'''
 ray() {
   if [ "$1" != stop ]; then command ray "$@"; return; fi
-  for signal in TERM KILL; do
-    for fds in /proc/[0-9]*/fd; do
-      ls -l "$fds" 2>/dev/null | grep -q -- "-> $RAY_TMPDIR/" && kill -s $signal "$(basename "$(dirname "$fds")")" 2>/dev/null
+  for signal in TERM KILL KILL; do
+    for proc in /proc/[0-9]*; do
+      { tr '\0' ' ' < "$proc/cmdline"; ls -l "$proc/fd"; } 2>/dev/null | grep -q -- "$RAY_TMPDIR/" \
+        && kill -s $signal "$(basename "$proc")" 2>/dev/null
     done
     sleep 2
   done
@@ -138,6 +139,13 @@ def _sshd(base: Path, laptop: Path, head: Path) -> tuple[subprocess.Popen, int]:
     raise AssertionError("sshd did not listen")
 
 
+def _command_line(pid: Path) -> str:
+    try:
+        return (pid / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:300]
+    except OSError:
+        return "?"
+
+
 def _ray_cli(base: Path, laptop: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(HOME=str(laptop), TMPDIR=f"{base}/t", RAY_TMPDIR=f"{base}/t", RAY_AUTH_MODE="token",
@@ -169,7 +177,7 @@ def cluster():
                "up_seconds": time.monotonic() - started}
         down = _ray_cli(base, laptop, "down", "-y", config)
         assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
-        left = [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _uses(p, f"{base}/r/")]
+        left = {p.name: _command_line(p) for p in Path("/proc").iterdir() if p.name.isdigit() and _uses(p, f"{base}/r/")}
         assert not left, f"`ray down` left these processes of the cluster running: {left}"
     finally:
         if sshd is not None:
