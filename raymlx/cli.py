@@ -141,12 +141,18 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
             runtime.shutdown()
 
     def interrupted(exc: KeyboardInterrupt) -> str:
-        from raymlx.experiment import ExperimentInterrupted, planned_trials
-
-        done, total = (exc.done, exc.total) if isinstance(exc, ExperimentInterrupted) else (
-            0, planned_trials(specs[0]) if specs else 0)
         again = " ".join(["raymlx tune", str(spec), *(f"--set {s}" for s in set_ or []), "--resume"])
-        return f"interrupted after {done} of {total} trials; resume with: {again}"
+        early = f"interrupted before the first trial; resume with: {again}"
+        done = getattr(exc, "done", None)  # an ExperimentInterrupted's
+        if done is None and not specs:
+            return early  # before the spec was read: nothing to count
+        try:
+            from raymlx.experiment import planned_trials
+
+            total = exc.total if done is not None else planned_trials(specs[0])  # type: ignore[attr-defined]
+        except Exception:  # a Ctrl-C inside an import (pandas' extensions) leaves that module unusable
+            return early
+        return f"interrupted after {done or 0} of {total} trials; resume with: {again}"
     _run(action, cleanup=stop_ray, interrupted=interrupted)
 
 

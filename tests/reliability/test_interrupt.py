@@ -128,7 +128,10 @@ def test_ctrl_c_before_ray_is_up_exits_130_and_leaves_nothing(driver):
     driver.interrupt()
     code, out, err = driver.finish()
     assert code == 130, err[-3000:]
-    assert "interrupted after 0 of 10 trials; resume with: raymlx tune specs.yaml --resume" in err
+    # Where the Ctrl-C lands inside an import (pandas' extensions), the trial count cannot be read any more.
+    assert re.search(r"interrupted (after 0 of 10 trials|before the first trial); resume with: "
+                     r"raymlx tune specs\.yaml --resume", err), err[-3000:]
+    assert "Traceback" not in err
     assert driver.no_ray_processes_within(20) == []
     assert "RUNNING" not in _statuses(driver.runs())
     assert driver.champion_version() is None
