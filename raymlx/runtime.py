@@ -114,8 +114,7 @@ class BackgroundRuntime:
 
     def _hold(self, runtime: RuntimeSpec, address: str | None, base_dir: str, verbose: bool) -> None:
         try:
-            if not (ray.is_initialized() or address or runtime.address or os.environ.get("RAY_ADDRESS")) \
-                    and os.path.isdir("/proc"):
+            if not (ray.is_initialized() or cluster_address(runtime, address)) and os.path.isdir("/proc"):
                 self._watchdog = Watchdog()  # before Ray's processes start: a kill while they start is covered too
             self._started = init_ray(runtime, address=address, base_dir=base_dir, verbose=verbose, lean=True)
         except BaseException as exc:  # re-raised by wait() in the caller's thread
