@@ -66,15 +66,15 @@ def _in(namespace: str, *command: str) -> list[str]:
     return ["ip", "netns", "exec", namespace, *command]
 
 
-def _namespaces(tag: str):
+def _namespaces(tag: str, prefix: str = "rmx"):
     """Two namespaces joined by a veth pair on a 10.231.x.y/30 of this test's; their names and addresses."""
-    head, work = f"rmx-head-{tag}", f"rmx-work-{tag}"
+    head, work = f"{prefix}-head-{tag}", f"{prefix}-work-{tag}"
     net = int(tag) % (1 << 14)  # one of the 16384 /30s in 10.231.0.0/16
     head_ip, work_ip = (f"10.231.{net >> 6}.{(net & 63) * 4 + host}" for host in (1, 2))
     _ip("netns", "add", head)
     _ip("netns", "add", work)
-    _ip("link", "add", f"rmxh{tag}", "type", "veth", "peer", "name", f"rmxw{tag}")
-    for namespace, link, address in ((head, f"rmxh{tag}", head_ip), (work, f"rmxw{tag}", work_ip)):
+    _ip("link", "add", f"{prefix}h{tag}", "type", "veth", "peer", "name", f"{prefix}w{tag}")
+    for namespace, link, address in ((head, f"{prefix}h{tag}", head_ip), (work, f"{prefix}w{tag}", work_ip)):
         _ip("link", "set", link, "netns", namespace)
         _ip("-n", namespace, "addr", "add", f"{address}/30", "dev", link)
         _ip("-n", namespace, "link", "set", link, "up")
@@ -82,17 +82,30 @@ def _namespaces(tag: str):
     return head, work, head_ip, work_ip
 
 
-@pytest.fixture
-def netns_cluster():
-    """A head node in one namespace and a worker node in another, 1 CPU each; torn down by PID and name, always."""
+def _skip_without_namespaces(tag: str) -> None:
+    """Skip the test, saying why, where this machine cannot make network namespaces (not root, no iproute2)."""
     if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nft"):
         pytest.skip("needs root, iproute2 and nftables to make network namespaces")
-    tag = str(os.getpid())
     try:
         _ip("netns", "add", f"rmx-probe-{tag}")
         _ip("netns", "delete", f"rmx-probe-{tag}")
     except subprocess.CalledProcessError as exc:
         pytest.skip(f"cannot make a network namespace: {exc.stderr.decode().strip()}")
+
+
+def _delete_namespaces(tag: str, prefix: str, *namespaces: str | None) -> None:
+    """Delete the namespaces (and so the veth pair: deleting a namespace deletes the end in it)."""
+    for namespace in namespaces:
+        if namespace:
+            subprocess.run(["ip", "netns", "delete", namespace], capture_output=True, timeout=30)
+    subprocess.run(["ip", "link", "delete", f"{prefix}h{tag}"], capture_output=True, timeout=30)  # if never moved
+
+
+@pytest.fixture
+def netns_cluster():
+    """A head node in one namespace and a worker node in another, 1 CPU each; torn down by PID and name, always."""
+    tag = str(os.getpid())
+    _skip_without_namespaces(tag)
     temp_dir = tempfile.mkdtemp(prefix="rmxn", dir="/tmp")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_") and k != "RAY_ADDRESS"}
     env["RAY_AUTH_MODE"] = "disabled"
@@ -110,10 +123,7 @@ def netns_cluster():
                "env": env}
     finally:
         _kill_cluster(temp_dir)
-        for namespace in (head, work):
-            if namespace:  # deleting a namespace deletes the veth end in it, and so the pair
-                subprocess.run(["ip", "netns", "delete", namespace], capture_output=True, timeout=30)
-        subprocess.run(["ip", "link", "delete", f"rmxh{tag}"], capture_output=True, timeout=30)  # if never moved
+        _delete_namespaces(tag, "rmx", head, work)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
