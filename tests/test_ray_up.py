@@ -103,9 +103,9 @@ def _cluster_file(base: Path, name: str, head_ip: str, work_ip: str) -> str:
 
 
 def _home_on_root(home: Path) -> str:
-    """Commands mounting the machine's home on root's, in the mount namespace `ip netns exec` makes for the sshd and its
-    sessions alone: ssh finds ~ (in the key ``ray up`` gives the head, ~/ray_bootstrap_key.pem) in the passwd file, not in
-    $HOME. This machine's Python, when it lives under root's home, is mounted back in place."""
+    """Commands mounting the machine's home on root's, in the mount namespace `ip netns exec` makes for the sshd and
+    its sessions alone: ssh finds ~ (in the key ``ray up`` gives the head, ~/ray_bootstrap_key.pem) in the passwd
+    file, not in $HOME. This machine's Python, when it lives under root's home, is mounted back in place."""
     commands = []
     if Path(sys.base_prefix).is_relative_to("/root"):
         python = Path("/root", Path(sys.base_prefix).relative_to("/root").parts[0])
@@ -114,7 +114,7 @@ def _home_on_root(home: Path) -> str:
 
 
 def _sshd(base: Path, namespace: str, address: str, home: Path, temp: Path) -> subprocess.Popen:
-    """An sshd in the namespace on its address, port 22, for the laptop's key; its sessions have ``home`` as their home."""
+    """An sshd in the namespace on its address, port 22, for the laptop's key; ``home`` is its sessions' home."""
     config = base / f"sshd_{home.name}"
     config.write_text(textwrap.dedent(f"""\
         ListenAddress {address}:22
@@ -129,8 +129,8 @@ def _sshd(base: Path, namespace: str, address: str, home: Path, temp: Path) -> s
         SetEnv RAY_TMPDIR={temp}
         """))
     os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory, as its service makes it
-    sshd = subprocess.Popen(_in(namespace, "sh", "-c", f"{_home_on_root(home)} && exec /usr/sbin/sshd -D -e -f {config}"),
-                            stderr=open(f"{config}.log", "w"))
+    start = f"{_home_on_root(home)} && exec /usr/sbin/sshd -D -e -f {config}"
+    sshd = subprocess.Popen(_in(namespace, "sh", "-c", start), stderr=open(f"{config}.log", "w"))
     probe = f"import socket; socket.create_connection(({address!r}, 22), timeout=1).close()"
     deadline = time.monotonic() + 30
     while subprocess.run(_in(namespace, sys.executable, "-c", probe), capture_output=True).returncode:
@@ -178,7 +178,7 @@ def _ray_cli(cluster: dict, *args: str, timeout: int = 600) -> subprocess.Comple
 
 
 def _alive_nodes(cluster: dict) -> int:
-    status = _ray_cli(cluster, "status", f"--address={cluster['head_ip']}:6379", timeout=120)
+    status = _ray_cli(cluster, "exec", cluster["config"], "RAY_AUTH_MODE=token ray status", timeout=120)
     cluster["status"] = status.stdout[-2000:] + status.stderr[-2000:]
     alive = status.stdout.split("Active:")[-1].split("Pending:")[0]  # the active and the idle nodes, by type
     return sum(int(n) for n in re.findall(r"^\s*(\d+) \S", alive, re.M)) if status.returncode == 0 else 0
