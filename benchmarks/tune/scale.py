@@ -20,12 +20,13 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _proctree import tree_pids  # noqa: E402
+from _proctree import _tree_memory, tree_pids  # noqa: E402
 from run import CORES, _contender  # noqa: E402
 
 COLUMNS = 20
@@ -68,6 +69,28 @@ def object_store(root: int) -> dict[str, int]:
     raise LookupError("no Ray runtime yet")
 
 
+class Timeline:
+    """A probe for :func:`_proctree.run_measured` that also records, about once a second, the process tree's
+    PSS, RSS summed and shared-memory PSS, and the object store's use where a Ray runtime runs (MiB, seconds
+    since the first sample): where the peak happens."""
+
+    def __init__(self, store: bool) -> None:
+        self.samples: list[dict[str, float]] = []
+        self._store, self._first: float | None = store, None
+
+    def __call__(self, root: int) -> dict[str, int]:
+        now = time.time()
+        self._first = self._first or now
+        rss, pss, shm = _tree_memory(root)
+        sample = {"t": round(now - self._first, 1), "pss": pss / 2**20, "rss": rss / 2**20, "shm": shm / 2**20}
+        self.samples.append(sample)
+        if not self._store:
+            return {}
+        usage = object_store(root)
+        sample.update({name: value / 2**20 for name, value in usage.items()})
+        return usage
+
+
 def make_project(folder: Path, rows: int, trials: int) -> tuple[Path, int]:
     """A project of ``rows`` synthetic rows: its spec's path and the data's size in memory (bytes)."""
     import pandas as pd
@@ -103,9 +126,10 @@ def _measure(rows: int, trials: int, only: list[str] | None, workdir: Path, meas
     for key, label, before, after, parallel, env in contenders:
         if only and key not in only:
             continue
+        timeline = Timeline(store=env is not None)
         row = _contender(label, before, after, spec, workdir / f"rows{rows}-runs", parallel, ("rmse", "min"), trials,
-                         f"scale-{rows}", list(MODELS), None, env=env, probe=object_store if env else None)
-        measured.append({**row, "rows": rows, "data_mib": data_bytes / 2**20})
+                         f"scale-{rows}", list(MODELS), None, env=env, probe=timeline)
+        measured.append({**row, "rows": rows, "data_mib": data_bytes / 2**20, "timeline": timeline.samples})
         print(f"{rows} rows, {label}: {row['wall_s']:.1f} s, {row['peak_pss_mib']:.0f} MiB", file=sys.stderr,
               flush=True)
         if save:  # after each contender: a long run stopped early keeps what it measured
