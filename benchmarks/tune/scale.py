@@ -76,7 +76,8 @@ class Timeline:
 
     def __init__(self, store: bool) -> None:
         self.samples: list[dict[str, float]] = []
-        self._store, self._first: float | None = store, None
+        self._store = store
+        self._first: float | None = None
 
     def __call__(self, root: int) -> dict[str, int]:
         now = time.time()
