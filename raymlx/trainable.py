@@ -76,6 +76,7 @@ def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> 
         labels = getattr(model, "classes_", None)
         scores.append(score_predictions(metric, predicted, fold.y_valid, labels=labels))
         _keep(kept, model, metric, predicted, fold.X_valid)
+        del fold, model  # the object store may release this fold before the next one is read
     result = {metric.name: float(np.mean(scores)), std_metric_key(metric.name): float(np.std(scores)),
               "fit_time_s": time.perf_counter() - started, PREDICTIONS_KEY: kept}
     result.update({fold_metric_key(metric.name, i): s for i, s in enumerate(scores)})

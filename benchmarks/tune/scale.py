@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _proctree import _tree_memory, tree_pids  # noqa: E402
+from _proctree import _memory, tree_pids  # noqa: E402
 from run import CORES, _contender  # noqa: E402
 
 COLUMNS = 20
@@ -82,14 +82,28 @@ class Timeline:
     def __call__(self, root: int) -> dict[str, int]:
         now = time.time()
         self._first = self._first or now
-        rss, pss, shm = _tree_memory(root)
-        sample = {"t": round(now - self._first, 1), "pss": pss / 2**20, "rss": rss / 2**20, "shm": shm / 2**20}
+        groups: dict[str, float] = {}
+        rss = pss = shm = 0
+        for pid in tree_pids(root):
+            p_rss, p_pss, p_shm = _memory(pid, os.sysconf("SC_PAGE_SIZE"))
+            rss, pss, shm = rss + p_rss, pss + p_pss, shm + p_shm
+            groups[_process_name(pid)] = groups.get(_process_name(pid), 0) + p_pss / 2**20
+        sample = {"t": round(now - self._first, 1), "pss": pss / 2**20, "rss": rss / 2**20, "shm": shm / 2**20,
+                  "pss_by_process": {name: round(v) for name, v in groups.items()}}
         self.samples.append(sample)
         if not self._store:
             return {}
         usage = object_store(root)
         sample.update({name: value / 2**20 for name, value in usage.items()})
         return usage
+
+
+def _process_name(pid: int) -> str:
+    """A process's name as ``ps -o comm`` shows it (Ray's workers show their task, e.g. ``ray::IDLE``)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
 
 
 def make_project(folder: Path, rows: int, trials: int) -> tuple[Path, int]:
