@@ -144,7 +144,8 @@ def _measure(rows: int, trials: int, only: list[str] | None, workdir: Path, meas
         timeline = Timeline(store=env is not None)
         row = _contender(label, before, after, spec, workdir / f"rows{rows}-runs", parallel, ("rmse", "min"), trials,
                          f"scale-{rows}", list(MODELS), None, env=env, probe=timeline)
-        measured.append({**row, "rows": rows, "data_mib": data_bytes / 2**20, "timeline": timeline.samples})
+        measured.append({**row, "rows": rows, "data_mib": data_bytes / 2**20, "load": os.getloadavg()[1],
+                         "timeline": timeline.samples})
         print(f"{rows} rows, {label}: {row['wall_s']:.1f} s, {row['peak_pss_mib']:.0f} MiB", file=sys.stderr,
               flush=True)
         if save:  # after each contender: a long run stopped early keeps what it measured
@@ -153,14 +154,14 @@ def _measure(rows: int, trials: int, only: list[str] | None, workdir: Path, meas
 
 def _table(rows: list[dict]) -> str:
     head = (f"{'rows':>9} {'data MiB':>8} {'contender':28} {'wall s':>7} {'Σ fit s':>8} {'best':>8} {'RSS Σ MiB':>9} "
-            f"{'PSS MiB':>8} {'shm MiB':>8} {'store MiB':>9} {'raymlx ÷ it':>11}")
+            f"{'PSS MiB':>8} {'shm MiB':>8} {'store MiB':>9} {'spilled MiB':>11} {'raymlx ÷ it':>11} {'load':>5}")
     lines = [head, "-" * len(head)]
     for r in rows:
         ours = next((o["wall_s"] for o in rows if o["rows"] == r["rows"] and o["name"] == "raymlx tune"), float("nan"))
         lines.append(f"{r['rows']:9d} {r['data_mib']:8.0f} {r['name']:28} {r['wall_s']:7.1f} {r['fit_s']:8.1f} "
                      f"{r['best']:8.3f} {r['peak_mib']:9.0f} {r['peak_pss_mib']:8.0f} {r['shm_mib']:8.0f} "
-                     f"{r.get('store_mib', 0):9.0f} "
-                     f"{ours / r['wall_s']:11.2f}")
+                     f"{r.get('store_mib', 0):9.0f} {r.get('spilled_mib', 0):11.0f} "
+                     f"{ours / r['wall_s']:11.2f} {r.get('load', float('nan')):5.1f}")
     return "\n".join(lines)
 
 
@@ -180,7 +181,8 @@ def main() -> None:
           f"{before[0]:.2f} before, {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} after; workload: {len(MODELS)} "
           f"regressors x {args.trials} trials, 3 folds, {COLUMNS} columns, MLflow on sqlite")
     print(_table(rows))
-    print("ratio column: wall time of raymlx on the same data / the contender's (below 1: raymlx is faster).")
+    print("ratio column: wall time of raymlx on the same data / the contender's (below 1: raymlx is faster); "
+          "load: the 5-minute load average as the contender ended.")
 
 
 if __name__ == "__main__":
