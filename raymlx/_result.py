@@ -16,7 +16,7 @@ __all__ = ["FAILED_KEY", "ERROR_KEY", "NODE_KEY", "PREDICTIONS_KEY", "failure_of
 FAILED_KEY = "trial_failed"   # 1.0 in the result of a trial whose evaluation raised
 ERROR_KEY = "trial_error"     # "ValueError: ..." (the last line of its traceback)
 NODE_KEY = "node_id"          # the Ray node the trial ran on (kept in Tune's result.json)
-# Each fold's predictions of the validation rows, {"y_pred": [[...] per fold], "proba": [...], "classes": [...]}:
+# Each fold's predictions of the validation rows, {"y_pred": [array per fold], "proba": [...], "classes": [...]}:
 # the best trial's become the report's out-of-fold predictions (no refit); not an MLflow metric.
 PREDICTIONS_KEY = "predictions"
 

@@ -30,11 +30,11 @@ from raymlx.champion import FittedPredictor, register_champion, user_code_paths
 from raymlx.champion.register import refit
 from raymlx.defaults import prepare
 from raymlx.errors import RaymlxError
+from raymlx.features import PipelineFailed, compute_fold_features, share_features
 from raymlx.folds import Fold, make_folds
 from raymlx.kept_predictions import KeepBestPredictions, ResultJsonLogger
 from raymlx.metrics import Metric, get_metric
 from raymlx.model_end import ModelEndCallback, ModelEnded
-from raymlx.pipeline import build_pipeline, fold_features
 from raymlx.progress import ModelProgress, ProgressCallback
 from raymlx.runtime import BackgroundRuntime, trial_actor_env
 from raymlx.search import ModelSearcher, model_searcher
@@ -50,10 +50,6 @@ __all__ = ["ExperimentResult", "run_experiment", "compute_fold_features", "share
            "TrackingFailed", "ExperimentInterrupted", "planned_trials", "user_code_paths"]
 
 logger = logging.getLogger(__name__)
-
-
-class PipelineFailed(RaymlxError):
-    """A pipeline step raised while computing a fold's features."""
 
 
 class TrackingFailed(RaymlxError):
@@ -80,30 +76,6 @@ class ExperimentResult:
     promotion: str | None = None  # why, with both scores
     baseline: str | None = None  # the baseline's row on the leaderboard
     beats_baseline: bool | None = None  # whether some model beat it (None without a scored baseline)
-
-
-def compute_fold_features(spec: Spec, frame: pd.DataFrame, folds: list[Fold], *,
-                          base_dir: str) -> dict[str | None, list]:
-    """Each pipeline's features on each fold, computed once for every trial of every model that uses it."""
-    result = {}
-    for name in dict.fromkeys(m.pipeline for m in spec.models.values()):
-        pipeline = build_pipeline(name, spec.pipelines, base_dir=base_dir)
-        try:
-            result[name] = [fold_features(frame, f, pipeline, target=spec.data.target,
-                                          forecasting=spec.task == "forecasting",
-                                          future_columns=spec.data.future_columns) for f in folds]
-        except Exception as exc:
-            raise PipelineFailed(f"pipeline '{name}' failed: {type(exc).__name__}: {exc}") from exc
-    return result
-
-
-def share_features(features: dict[str | None, list]) -> None:
-    """Move each fold's features into Ray's object store, in place: every trial reads them there
-    without a copy, and the driver keeps none of its own."""
-    for folds in features.values():
-        for i, fold in enumerate(folds):
-            if not isinstance(fold, ray.ObjectRef):
-                folds[i] = ray.put(fold)
 
 
 def _trainable(context: TrialContext, spec: Spec):
@@ -183,7 +155,7 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
             folds = make_folds(frame, loaded.spec)
             loaded, baseline = prepare(loaded, folds)
             spec = loaded.spec
-            features = compute_fold_features(spec, frame, folds, base_dir=base_dir)
+            features = compute_fold_features(spec, frame, folds, base_dir=base_dir, ray_ready=runtime.ready)
         state.total = planned_trials(spec)  # the baseline's trials included
         progress = _tune_while_opening(loaded, frame, folds, features, metric, runtime, on_progress, start, state)
         session = state.session

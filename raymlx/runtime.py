@@ -137,6 +137,10 @@ class BackgroundRuntime:
             raise self._error
         return self._started
 
+    def ready(self) -> bool:
+        """Whether Ray is up now (not waiting; ``False`` while it starts and when it failed to)."""
+        return self._ready.is_set() and self._error is None
+
     def shutdown(self) -> None:
         """Shut down the runtime this object started, once its start has finished; safe to call twice."""
         self._ready.wait()

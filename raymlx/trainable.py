@@ -76,6 +76,7 @@ def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> 
         labels = getattr(model, "classes_", None)
         scores.append(score_predictions(metric, predicted, fold.y_valid, labels=labels))
         _keep(kept, model, metric, predicted, fold.X_valid)
+        del fold, model  # the object store may release this fold before the next one is read
     result = {metric.name: float(np.mean(scores)), std_metric_key(metric.name): float(np.std(scores)),
               "fit_time_s": time.perf_counter() - started, PREDICTIONS_KEY: kept}
     result.update({fold_metric_key(metric.name, i): s for i, s in enumerate(scores)})
@@ -83,18 +84,22 @@ def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> 
 
 
 def _keep(kept: dict, model: Any, metric, predicted: np.ndarray, X) -> None:
-    """Add one fold's predictions (and a classifier's probabilities) to ``kept``, reusing what the metric scored."""
+    """Add one fold's predictions (and a classifier's probabilities) to ``kept``, reusing what the metric scored.
+
+    Kept as arrays, not lists: Tune writes the best trials' results into its experiment state, where a list
+    of a million floats takes a second of the driver to encode (an array, a sixth of that).
+    """
     classes = getattr(model, "classes_", None)
     if classes is None:
-        kept.setdefault("y_pred", []).append(predicted.tolist())
+        kept.setdefault("y_pred", []).append(np.asarray(predicted))
         return
     proba = predicted if metric.needs_proba else (
         np.asarray(model.predict_proba(X)) if callable(getattr(model, "predict_proba", None)) else None)
     labels = np.asarray(classes)[predicted.argmax(axis=1)] if metric.needs_proba else predicted
-    kept.setdefault("y_pred", []).append(labels.tolist())
+    kept.setdefault("y_pred", []).append(np.asarray(labels))
     kept["classes"] = np.asarray(classes).tolist()
     if proba is not None:
-        kept.setdefault("proba", []).append(proba.tolist())
+        kept.setdefault("proba", []).append(np.asarray(proba))
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:

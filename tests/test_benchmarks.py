@@ -66,6 +66,9 @@ def test_scale_benchmark_runs(tmp_path):
     assert [(r["name"], r["rows"]) for r in rows] == [("raymlx tune", 1000)]
     assert rows[0]["trials"] == 3 and math.isfinite(rows[0]["best"]) and rows[0]["peak_pss_mib"] > 0, rows
     assert rows[0]["store_mib"] > 0  # the object store was asked while raymlx ran
+    timeline = rows[0]["timeline"]  # where the peak happens: samples in time, PSS by process
+    assert len(timeline) >= 3 and [s["t"] for s in timeline] == sorted(s["t"] for s in timeline), timeline
+    assert max(s.get("store", 0) for s in timeline) > 0 and any(len(s["pss_by_process"]) > 2 for s in timeline)
 
 
 @pytest.mark.slow

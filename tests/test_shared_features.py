@@ -3,15 +3,20 @@ features in place from Ray's object store, and only each model's best trial keep
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import textwrap
 from collections import Counter, defaultdict
 
+import pandas as pd
 import pytest
 
 from raymlx.checks import validate
 from raymlx.experiment import run_experiment
+from raymlx.features import compute_fold_features
+from raymlx.folds import make_folds
+from raymlx.pipeline import FoldData
 from raymlx.spec_io import load_spec
 
 SPEC = """
@@ -86,3 +91,50 @@ def test_only_the_best_trial_keeps_its_predictions(shared_run):
     assert len(results) == 6 and not any("predictions" in r.read_text() for r in results)
     (state,) = (root / ".raymlx" / "ray_results").glob("*/experiment_state-*.json")
     assert state.read_text().count("y_pred") == 1  # of six trials, the best alone
+
+
+TWO_PIPELINES = """
+name: two-pipelines
+task: regression
+data: {uri: data/diabetes.csv, target: progression}
+validation: {strategy: kfold, folds: 3}
+metric: {name: rmse}
+pipelines: {scaled: [{step: standard_scale}]}
+models:
+  ridge: {model: sklearn.linear_model:Ridge, pipeline: scaled}
+  forest: {model: sklearn.ensemble:RandomForestRegressor}
+"""
+
+
+def _held_folds() -> int:
+    return sum(isinstance(o, FoldData) for o in gc.get_objects())
+
+
+def test_each_fold_moves_into_the_object_store_once_ray_is_up(ray_runtime, tmp_path):
+    from tests.conftest import DIABETES
+    import shutil
+
+    (tmp_path / "data").mkdir()
+    shutil.copy(DIABETES, tmp_path / "data" / "diabetes.csv")
+    (tmp_path / "specs.yaml").write_text(TWO_PIPELINES)
+    loaded = load_spec(tmp_path / "specs.yaml")
+    frame = validate(loaded)
+    folds = make_folds(frame, loaded.spec)
+    before, held, answers = _held_folds(), [], iter([False, False] + [True] * 4)
+
+    def ray_ready() -> bool:  # Ray comes up after the third of six folds (two pipelines x 3 folds)
+        held.append(_held_folds() - before)
+        return next(answers)
+
+    shared = compute_fold_features(loaded.spec, frame, folds, base_dir=loaded.base_dir, ray_ready=ray_ready)
+    # The driver held the folds computed while Ray started, then one at a time, each until it moved.
+    assert held == [1, 2, 3, 1, 1, 1]
+    assert all(isinstance(f, ray_runtime.ObjectRef) for fs in shared.values() for f in fs)
+    kept = compute_fold_features(loaded.spec, frame, folds, base_dir=loaded.base_dir)  # without Ray: in the driver
+    assert list(shared) == list(kept) == ["scaled", None]
+    for name, fs in kept.items():
+        assert all(isinstance(f, FoldData) for f in fs)
+        for ref, fold in zip(shared[name], fs):
+            stored = ray_runtime.get(ref)
+            pd.testing.assert_frame_equal(stored.X_train, fold.X_train)
+            pd.testing.assert_series_equal(stored.y_valid, fold.y_valid)

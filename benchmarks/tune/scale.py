@@ -20,12 +20,13 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _proctree import tree_pids  # noqa: E402
+from _proctree import _memory, tree_pids  # noqa: E402
 from run import CORES, _contender  # noqa: E402
 
 COLUMNS = 20
@@ -68,6 +69,43 @@ def object_store(root: int) -> dict[str, int]:
     raise LookupError("no Ray runtime yet")
 
 
+class Timeline:
+    """A probe for :func:`_proctree.run_measured` that also records, about once a second, the process tree's
+    PSS, RSS summed and shared-memory PSS, and the object store's use where a Ray runtime runs (MiB, seconds
+    since the first sample): where the peak happens."""
+
+    def __init__(self, store: bool) -> None:
+        self.samples: list[dict[str, float]] = []
+        self._store = store
+        self._first: float | None = None
+
+    def __call__(self, root: int) -> dict[str, int]:
+        now = time.time()
+        self._first = self._first or now
+        groups: dict[str, float] = {}
+        rss = pss = shm = 0
+        for pid in tree_pids(root):
+            p_rss, p_pss, p_shm = _memory(pid, os.sysconf("SC_PAGE_SIZE"))
+            rss, pss, shm = rss + p_rss, pss + p_pss, shm + p_shm
+            groups[_process_name(pid)] = groups.get(_process_name(pid), 0) + p_pss / 2**20
+        sample = {"t": round(now - self._first, 1), "pss": pss / 2**20, "rss": rss / 2**20, "shm": shm / 2**20,
+                  "pss_by_process": {name: round(v) for name, v in groups.items()}}
+        self.samples.append(sample)
+        if not self._store:
+            return {}
+        usage = object_store(root)
+        sample.update({name: value / 2**20 for name, value in usage.items()})
+        return usage
+
+
+def _process_name(pid: int) -> str:
+    """A process's name as ``ps -o comm`` shows it (Ray's workers show their task, e.g. ``ray::IDLE``)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
 def make_project(folder: Path, rows: int, trials: int) -> tuple[Path, int]:
     """A project of ``rows`` synthetic rows: its spec's path and the data's size in memory (bytes)."""
     import pandas as pd
@@ -103,9 +141,11 @@ def _measure(rows: int, trials: int, only: list[str] | None, workdir: Path, meas
     for key, label, before, after, parallel, env in contenders:
         if only and key not in only:
             continue
+        timeline = Timeline(store=env is not None)
         row = _contender(label, before, after, spec, workdir / f"rows{rows}-runs", parallel, ("rmse", "min"), trials,
-                         f"scale-{rows}", list(MODELS), None, env=env, probe=object_store if env else None)
-        measured.append({**row, "rows": rows, "data_mib": data_bytes / 2**20})
+                         f"scale-{rows}", list(MODELS), None, env=env, probe=timeline)
+        measured.append({**row, "rows": rows, "data_mib": data_bytes / 2**20, "load": os.getloadavg()[1],
+                         "timeline": timeline.samples})
         print(f"{rows} rows, {label}: {row['wall_s']:.1f} s, {row['peak_pss_mib']:.0f} MiB", file=sys.stderr,
               flush=True)
         if save:  # after each contender: a long run stopped early keeps what it measured
@@ -114,14 +154,14 @@ def _measure(rows: int, trials: int, only: list[str] | None, workdir: Path, meas
 
 def _table(rows: list[dict]) -> str:
     head = (f"{'rows':>9} {'data MiB':>8} {'contender':28} {'wall s':>7} {'Σ fit s':>8} {'best':>8} {'RSS Σ MiB':>9} "
-            f"{'PSS MiB':>8} {'shm MiB':>8} {'store MiB':>9} {'raymlx ÷ it':>11}")
+            f"{'PSS MiB':>8} {'shm MiB':>8} {'store MiB':>9} {'spilled MiB':>11} {'raymlx ÷ it':>11} {'load':>5}")
     lines = [head, "-" * len(head)]
     for r in rows:
         ours = next((o["wall_s"] for o in rows if o["rows"] == r["rows"] and o["name"] == "raymlx tune"), float("nan"))
         lines.append(f"{r['rows']:9d} {r['data_mib']:8.0f} {r['name']:28} {r['wall_s']:7.1f} {r['fit_s']:8.1f} "
                      f"{r['best']:8.3f} {r['peak_mib']:9.0f} {r['peak_pss_mib']:8.0f} {r['shm_mib']:8.0f} "
-                     f"{r.get('store_mib', 0):9.0f} "
-                     f"{ours / r['wall_s']:11.2f}")
+                     f"{r.get('store_mib', 0):9.0f} {r.get('spilled_mib', 0):11.0f} "
+                     f"{ours / r['wall_s']:11.2f} {r.get('load', float('nan')):5.1f}")
     return "\n".join(lines)
 
 
@@ -141,7 +181,8 @@ def main() -> None:
           f"{before[0]:.2f} before, {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} after; workload: {len(MODELS)} "
           f"regressors x {args.trials} trials, 3 folds, {COLUMNS} columns, MLflow on sqlite")
     print(_table(rows))
-    print("ratio column: wall time of raymlx on the same data / the contender's (below 1: raymlx is faster).")
+    print("ratio column: wall time of raymlx on the same data / the contender's (below 1: raymlx is faster); "
+          "load: the 5-minute load average as the contender ended.")
 
 
 if __name__ == "__main__":
