@@ -20,6 +20,7 @@ from raymlx.metrics import get_metric
 from raymlx.model_end import ModelEnded
 from raymlx.models.base import MODEL_PACKAGE, build_model
 from raymlx.registry import resolve
+from raymlx.report._priority import priority_of
 from raymlx.report._section import Section
 from raymlx.report._store import OOF_FILE, SHAP_FILE, find_session, log_section, model_runs, model_trials
 from raymlx.report.charts import diagnostics
@@ -182,6 +183,7 @@ def draw_section(job: SectionJob) -> Section:
     section.facts[PART_SECONDS] = {"trial runs": read, **section.facts.get(PART_SECONDS, {})}
     section.facts["report_seconds"] = round(time.perf_counter() - started, 3)
     section.facts["report_cpu_seconds"] = round(time.process_time() - cpu, 3)
+    section.facts["cpu_priority"] = priority_of(0)  # of the process that drew it: the lowest, beside Tune's trials
     log_section(client, section, frames=frames)
     return section
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from raymlx.report._priority import lower_priority
 from raymlx.report.build import PRELOAD, finish_report
 from raymlx.spec_io import LoadedSpec
 from raymlx.tracking import resolve_tracking_uri
@@ -22,6 +23,7 @@ __all__ = ["LiveReport", "report_after_tune"]
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 DATABASE_STORE = "mlflow.store.tracking.sqlalchemy_store"  # a second of imports, else in each report process
+IDLE = "raymlx.report._idle"  # the fork server's first import: from then on it runs at the lowest CPU priority
 
 
 class LiveReport:
@@ -121,15 +123,19 @@ def _pool(*, database: bool) -> ProcessPoolExecutor:
 
     A fork of Tune's driver could inherit a lock another of its threads held (Ray's, MLflow's writer),
     and processes spawned afresh would each import for seconds: the fork server imports once, in a
-    process of its own with one thread. Two at most, so a report never takes more than two cores from the trials.
+    process of its own with one thread. Two at most, so a report never takes more than two cores from the trials;
+    and the server and its processes run at the lowest CPU priority (:mod:`raymlx.report._priority`), so
+    they draw with the cores' idle time (Tune's start, the tail where one trial runs, the champion's refit).
 
     Args:
         database: The tracking URI is a database: MLflow's database store is imported by the server too.
     """
     workers = min(2, os.cpu_count() or 1)
     if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows: processes spawned afresh
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(PRELOAD) + ([DATABASE_STORE] if database else []))
-    multiprocessing.forkserver.ensure_running()  # it imports while Ray starts, not when the first model ends
-    return ProcessPoolExecutor(workers, mp_context=context)
+        context = multiprocessing.get_context("spawn")
+    else:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([IDLE, *PRELOAD] + ([DATABASE_STORE] if database else []))
+        multiprocessing.forkserver.ensure_running()  # it imports while Ray starts, not when the first model ends
+    # Also in each process: a fork server started earlier by other code does not preload the report's modules.
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=lower_priority)
