@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import queue
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -35,24 +36,29 @@ class LiveReport:
     driver keeps its interpreter to itself. With the report turned off in the spec, nothing starts.
 
     Attributes:
-        submitted: When each model's section was handed to a report process (``time.time()``).
+        submitted: When each model's section was handed over to be drawn (``time.time()``).
     """
 
     def __init__(self, loaded: LoadedSpec, frame: pd.DataFrame) -> None:
         self.loaded, self.frame = loaded, frame
         self.enabled = loaded.spec.report.enabled
         self.submitted: dict[str, float] = {}
-        self._sections: dict[str, Future] = {}
+        self._sections: dict[str, Future[Future]] = {}  # each section's drawing, once handed to the pool
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
+        # Handing a job to the pool can start a report process, which waits for the fork server's imports (at the
+        # lowest priority, they wait for idle cores): a thread does it, so Tune's loop never waits for the report.
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
 
     def __enter__(self) -> LiveReport:
         if self.enabled:
             self._pool = _pool(database=_is_database(self._tracking_uri()))
+            threading.Thread(target=_hand_over, args=(self._jobs, self._pool), name="raymlx-report", daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
         if self._pool is not None:  # after an error or Ctrl-C, sections not started are dropped
+            self._jobs.put(None)
             self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
             self._pool = None
 
@@ -76,7 +82,9 @@ class LiveReport:
         with self._lock:
             if self._pool is None or job.row.model in self._sections:
                 return
-            self._sections[job.row.model] = self._pool.submit(draw_section, job)
+            handed: Future[Future] = Future()
+            self._sections[job.row.model] = handed
+            self._jobs.put((handed, draw_section, job))
             self.submitted[job.row.model] = time.time()
 
     def finish(self, result) -> Path | None:
@@ -95,7 +103,8 @@ class LiveReport:
         rows = [row for row in result.leaderboard if row.model not in self._sections]
         for job in late_jobs(self.loaded, self.frame, result, rows):
             self._submit(job)
-        return finish_report(self.loaded, self.frame, result, sections=self._sections, pool=self._pool)
+        sections = {name: handed.result() for name, handed in self._sections.items()}
+        return finish_report(self.loaded, self.frame, result, sections=sections, pool=self._pool)
 
 
 def report_after_tune(loaded: LoadedSpec, frame: pd.DataFrame, result) -> Path | None:
@@ -111,6 +120,16 @@ def report_after_tune(loaded: LoadedSpec, frame: pd.DataFrame, result) -> Path |
     """
     with LiveReport(loaded, frame) as report:
         return report.finish(result)
+
+
+def _hand_over(jobs: queue.SimpleQueue, pool: ProcessPoolExecutor) -> None:
+    """Submit each queued job to the pool, in order, until ``None`` comes; each job's future gets the pool's."""
+    while (item := jobs.get()) is not None:
+        handed, function, job = item
+        try:
+            handed.set_result(pool.submit(function, job))
+        except Exception as exc:  # the pool was shut down (an error, Ctrl-C) or a report process died
+            handed.set_exception(exc)
 
 
 def _is_database(uri: str) -> bool:
@@ -131,6 +150,7 @@ def _pool(*, database: bool) -> ProcessPoolExecutor:
         database: The tracking URI is a database: MLflow's database store is imported by the server too.
     """
     workers = min(2, os.cpu_count() or 1)
+    context: multiprocessing.context.BaseContext
     if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows: processes spawned afresh
         context = multiprocessing.get_context("spawn")
     else:
