@@ -12,10 +12,11 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from raymlx.report._priority import lower_priority
+from raymlx.report._priority import lowest_until
 from raymlx.report.build import PRELOAD, finish_report
 from raymlx.spec_io import LoadedSpec
 from raymlx.tracking import resolve_tracking_uri
@@ -46,18 +47,20 @@ class LiveReport:
         self._sections: dict[str, Future[Future]] = {}  # each section's drawing, once handed to the pool
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
+        self._tuned: Any = None  # an event the report's processes wait for to take their own priority back
         # Handing a job to the pool can start a report process, which waits for the fork server's imports (at the
         # lowest priority, they wait for idle cores): a thread does it, so Tune's loop never waits for the report.
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
 
     def __enter__(self) -> LiveReport:
         if self.enabled:
-            self._pool = _pool(database=_is_database(self._tracking_uri()))
+            self._pool, self._tuned = _pool(database=_is_database(self._tracking_uri()))
             threading.Thread(target=_hand_over, args=(self._jobs, self._pool), name="raymlx-report", daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
         if self._pool is not None:  # after an error or Ctrl-C, sections not started are dropped
+            self._tuned.set()
             self._jobs.put(None)
             self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
             self._pool = None
@@ -100,6 +103,8 @@ class LiveReport:
             return None
         from raymlx.report.collect import late_jobs
 
+        self._tuned.set()  # nothing left to yield to: what is left of the report is all the run waits for
+
         rows = [row for row in result.leaderboard if row.model not in self._sections]
         for job in late_jobs(self.loaded, self.frame, result, rows):
             self._submit(job)
@@ -137,14 +142,15 @@ def _is_database(uri: str) -> bool:
     return uri.partition(":")[0].partition("+")[0] in DATABASE_SCHEMES
 
 
-def _pool(*, database: bool) -> ProcessPoolExecutor:
+def _pool(*, database: bool) -> tuple[ProcessPoolExecutor, Any]:
     """Processes forked, when each is needed, from a server that has imported what the report draws with.
 
     A fork of Tune's driver could inherit a lock another of its threads held (Ray's, MLflow's writer),
     and processes spawned afresh would each import for seconds: the fork server imports once, in a
     process of its own with one thread. Two at most, so a report never takes more than two cores from the trials;
     and the server and its processes run at the lowest CPU priority (:mod:`raymlx.report._priority`), so
-    they draw with the cores' idle time (Tune's start, the tail where one trial runs, the champion's refit).
+    they draw with the cores' idle time (Tune's start, the tail where one trial runs, the champion's refit),
+    until the event returned with the pool is set: then each process takes its own priority back.
 
     Args:
         database: The tracking URI is a database: MLflow's database store is imported by the server too.
@@ -158,4 +164,5 @@ def _pool(*, database: bool) -> ProcessPoolExecutor:
         context.set_forkserver_preload([IDLE, *PRELOAD] + ([DATABASE_STORE] if database else []))
         multiprocessing.forkserver.ensure_running()  # it imports while Ray starts, not when the first model ends
     # Also in each process: a fork server started earlier by other code does not preload the report's modules.
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=lower_priority)
+    tuned = context.Event()
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=lowest_until, initargs=(tuned,)), tuned
