@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -71,7 +72,9 @@ def lowest_until(ended) -> None:
     """Lower this process's priority until ``ended`` (an event) is set, then restore it (in a thread of its own).
 
     The initializer of each report process: Tune's end is when nothing is left for the report to yield to.
+    A Ctrl-C interrupts the process again (the fork server it comes from ignores it).
     """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     lower_priority()
     threading.Thread(target=lambda: ended.wait() and restore_priority(), name="raymlx-priority", daemon=True).start()
 
