@@ -26,6 +26,7 @@ __all__ = ["LiveReport", "report_after_tune"]
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 DATABASE_STORE = "mlflow.store.tracking.sqlalchemy_store"  # a second of imports, else in each report process
 IDLE = "raymlx.report._idle"  # the fork server's first import: from then on it runs at the lowest CPU priority
+PRIORITY_ENV = "RAYMLX_REPORT_PRIORITY"  # "normal": the report's processes keep the driver's CPU priority
 
 
 class LiveReport:
@@ -152,17 +153,23 @@ def _pool(*, database: bool) -> tuple[ProcessPoolExecutor, Any]:
     they draw with the cores' idle time (Tune's start, the tail where one trial runs, the champion's refit),
     until the event returned with the pool is set: then each process takes its own priority back.
 
+    With ``RAYMLX_REPORT_PRIORITY=normal`` in the environment they keep the driver's priority instead (on a
+    machine that other work keeps busy, the lowest priority leaves the report nearly all to do after Tune).
+
     Args:
         database: The tracking URI is a database: MLflow's database store is imported by the server too.
     """
     workers = min(2, os.cpu_count() or 1)
+    lowest = os.environ.get(PRIORITY_ENV, "lowest") != "normal"
     context: multiprocessing.context.BaseContext
     if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows: processes spawned afresh
         context = multiprocessing.get_context("spawn")
     else:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([IDLE, *PRELOAD] + ([DATABASE_STORE] if database else []))
+        context.set_forkserver_preload([IDLE] * lowest + [*PRELOAD] + ([DATABASE_STORE] if database else []))
         multiprocessing.forkserver.ensure_running()  # it imports while Ray starts, not when the first model ends
     # Also in each process: a fork server started earlier by other code does not preload the report's modules.
     tuned = context.Event()
+    if not lowest:
+        return ProcessPoolExecutor(workers, mp_context=context), tuned
     return ProcessPoolExecutor(workers, mp_context=context, initializer=lowest_until, initargs=(tuned,)), tuned
