@@ -126,7 +126,7 @@ def _print(off: list[float], on: list[float], facts: list[dict], budget: float) 
     print("sections' CPU by part (last run, all models): " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()))
     print(f"refitting every fold of each best configuration would add {statistics.median(f['refit_every_fold_s'] for f in facts):.1f} s "
           f"(the best trials' fit times); the report keeps their predictions and refits the last fold only")
-    print(f"\n{'model':22} {'report s':>8} {'CPU s':>6} {'last-fold refit s':>17} {'explainer':>18} {'SHAP s':>7} {'rows':>5} "
+    print(f"\n{'model':22} {'report s':>8} {'CPU s':>6} {'last-fold refit s':>17} {'explainer':>18} {'SHAP CPU s':>10} {'rows':>5} "
           f"{'budget s':>8}")
     worst = 0.0
     for name, f in facts[-1]["models"].items():
@@ -134,8 +134,8 @@ def _print(off: list[float], on: list[float], facts: list[dict], budget: float) 
         worst = max(worst, shap_s)
         print(f"{name:22} {f.get('report_seconds', 0):8.2f} {f.get('report_cpu_seconds', float('nan')):6.2f} "
               f"{f.get('refit_seconds', 0):17.2f} {f.get('explainer', '-'):>18} "
-              f"{shap_s if f.get('shap_seconds') is not None else float('nan'):7.2f} {f.get('shap_rows', '-'):>5} {budget:8.1f}")
-    print(f"\nlongest SHAP of any model in any run: {worst:.2f} s (budget {budget:g} s): "
+              f"{shap_s if f.get('shap_seconds') is not None else float('nan'):10.2f} {f.get('shap_rows', '-'):>5} {budget:8.1f}")
+    print(f"\nlongest SHAP of any model in any run: {worst:.2f} s of CPU (budget {budget:g} s): "
           f"{'within' if worst <= budget else 'OVER'} budget")
     priorities = sorted({m.get("cpu_priority", "?") for f in facts for m in f["models"].values()})
     print(f"the report's processes ran at CPU priority: {', '.join(priorities)}")
