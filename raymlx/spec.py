@@ -186,7 +186,7 @@ class ReportSpec(SpecModel):
     shap_sample: int = Field(200, ge=1, description="Most rows whose predictions SHAP explains, per model.")
     shap_background: int = Field(25, ge=1, description="Rows standing in for an unknown feature in the "
                                                        "kernel explainer (models that are neither linear nor trees).")
-    time_budget_s: float = Field(5.0, gt=0, description="Seconds SHAP may take per model; fewer rows are "
+    time_budget_s: float = Field(5.0, gt=0, description="Seconds of CPU SHAP may take per model; fewer rows are "
                                                          "explained when all of shap_sample would take longer.")
 
 

@@ -1,6 +1,6 @@
 """What the report costs: the temperature example's `raymlx tune` with and without it, side by side.
 
-    python benchmarks/report/run.py [--repeat 2] [--spec examples/temperature/specs.yaml]
+    python benchmarks/report/run.py [--repeat 2] [--normal-priority] [--spec examples/temperature/specs.yaml]
 
 Each run is its own `raymlx tune` command in a fresh copy of the example (its own sqlite MLflow
 store). Runs alternate (off, on, off, on, ...) so that a busy spell of a shared machine falls on
@@ -27,15 +27,18 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from raymlx.report.live import PRIORITY_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
+TARGET = 0.15  # most the report may add to the run's wall time
 
 
-def _tune(folder: Path, spec: Path, report: bool) -> float:
+def _tune(folder: Path, spec: Path, report: bool, priority: str | None = None) -> float:
     shutil.copytree(spec.parent, folder, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", ".raymlx", "*.html"))
     command = [sys.executable, "-m", "raymlx.cli", "tune", str(folder / spec.name)]
     if not report:
         command += ["--set", "report.enabled=false"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **({PRIORITY_ENV: priority} if priority else {})}
     started = time.perf_counter()
     with open(folder / "out.log", "w") as log:
         subprocess.run(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
@@ -70,6 +73,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="Pairs of runs (off, on).")
     parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "temperature" / "specs.yaml")
     parser.add_argument("--keep", action="store_true", help="Keep the runs' folders (their reports, MLflow stores).")
+    parser.add_argument("--normal-priority", action="store_true",
+                        help=f"A third run each round: the report's processes at the driver's priority ({PRIORITY_ENV}=normal).")
     args = parser.parse_args()
     spec = args.spec.resolve()
     import yaml
@@ -80,16 +85,25 @@ def main() -> None:
 
     budget = (document.get("report") or {}).get("time_budget_s", ReportSpec().time_budget_s)
     work = Path(tempfile.mkdtemp(prefix="raymlx-report-bench-"))
-    off, on, facts = [], [], []
+    off, on, facts, normal = [], [], [], []
     for i in range(args.repeat):
         load = _load()
         off.append(_tune(work / f"off{i}", spec, report=False))
         on.append(_tune(work / f"on{i}", spec, report=True))
         facts.append(_report_facts(work / f"on{i}", experiment))
-        print(f"pair {i}: without report {off[-1]:.1f} s, with report {on[-1]:.1f} s "
+        print(f"pair {i}: without report {off[-1]:.1f} s, with report {on[-1]:.1f} s ({on[-1] / off[-1] - 1:+.1%}) "
               f"(report after tuning {facts[-1]['report_s']:.1f} s); load average {load} before, {_load()} after",
               flush=True)
+        if args.normal_priority:
+            normal.append(_tune(work / f"normal{i}", spec, report=True, priority="normal"))
+            after = _report_facts(work / f"normal{i}", experiment)["report_s"]
+            print(f"        with report at normal priority {normal[-1]:.1f} s ({normal[-1] / off[-1] - 1:+.1%}) "
+                  f"(report after tuning {after:.1f} s); load average {_load()} after", flush=True)
     _print(off, on, facts, budget)
+    if normal:
+        ratio = statistics.median(normal) / statistics.median(off) - 1
+        print(f"RESULT at normal priority ({PRIORITY_ENV}=normal): {ratio:+.1%} "
+              f"({statistics.median(normal):.1f} s): {'MET' if ratio <= TARGET else 'NOT MET'}")
     if args.keep:
         print(f"runs kept in {work}")
     else:
@@ -112,7 +126,7 @@ def _print(off: list[float], on: list[float], facts: list[dict], budget: float) 
     print("sections' CPU by part (last run, all models): " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()))
     print(f"refitting every fold of each best configuration would add {statistics.median(f['refit_every_fold_s'] for f in facts):.1f} s "
           f"(the best trials' fit times); the report keeps their predictions and refits the last fold only")
-    print(f"\n{'model':22} {'report s':>8} {'CPU s':>6} {'last-fold refit s':>17} {'explainer':>18} {'SHAP s':>7} {'rows':>5} "
+    print(f"\n{'model':22} {'report s':>8} {'CPU s':>6} {'last-fold refit s':>17} {'explainer':>18} {'SHAP CPU s':>10} {'rows':>5} "
           f"{'budget s':>8}")
     worst = 0.0
     for name, f in facts[-1]["models"].items():
@@ -120,9 +134,14 @@ def _print(off: list[float], on: list[float], facts: list[dict], budget: float) 
         worst = max(worst, shap_s)
         print(f"{name:22} {f.get('report_seconds', 0):8.2f} {f.get('report_cpu_seconds', float('nan')):6.2f} "
               f"{f.get('refit_seconds', 0):17.2f} {f.get('explainer', '-'):>18} "
-              f"{shap_s if f.get('shap_seconds') is not None else float('nan'):7.2f} {f.get('shap_rows', '-'):>5} {budget:8.1f}")
-    print(f"\nlongest SHAP of any model in any run: {worst:.2f} s (budget {budget:g} s): "
+              f"{shap_s if f.get('shap_seconds') is not None else float('nan'):10.2f} {f.get('shap_rows', '-'):>5} {budget:8.1f}")
+    print(f"\nlongest SHAP of any model in any run: {worst:.2f} s of CPU (budget {budget:g} s): "
           f"{'within' if worst <= budget else 'OVER'} budget")
+    priorities = sorted({m.get("cpu_priority", "?") for f in facts for m in f["models"].values()})
+    print(f"the report's processes ran at CPU priority: {', '.join(priorities)}")
+    ratio = (with_report - base) / base
+    print(f"\nRESULT: the report adds {ratio:+.1%} to raymlx tune's wall time ({base:.1f} s -> {with_report:.1f} s, "
+          f"median of {len(off)} pairs; target <= +{TARGET:.0%}): {'MET' if ratio <= TARGET else 'NOT MET'}")
 
 
 if __name__ == "__main__":

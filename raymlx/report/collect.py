@@ -20,6 +20,7 @@ from raymlx.metrics import get_metric
 from raymlx.model_end import ModelEnded
 from raymlx.models.base import MODEL_PACKAGE, build_model
 from raymlx.registry import resolve
+from raymlx.report._priority import priority_of
 from raymlx.report._section import Section
 from raymlx.report._store import OOF_FILE, SHAP_FILE, find_session, log_section, model_runs, model_trials
 from raymlx.report.charts import diagnostics
@@ -172,6 +173,7 @@ def _forecast_frame(frame: pd.DataFrame, spec: Spec) -> pd.DataFrame | None:
 def draw_section(job: SectionJob) -> Section:
     """Draw one model's section and log it, with its tables, to the model's run (in a report process)."""
     started, cpu = time.perf_counter(), time.process_time()
+    priority = priority_of(0)  # the lowest while Tune runs; its own once Tune has ended (where permitted)
     client = _client(job.tracking_uri)
     trials = model_trials(client, job.experiment_id, job.session_id, job.row.model)
     series = None if job.frame is None else target_around_cutoffs(job.frame, job.spec, make_folds(job.frame, job.spec))
@@ -182,6 +184,7 @@ def draw_section(job: SectionJob) -> Section:
     section.facts[PART_SECONDS] = {"trial runs": read, **section.facts.get(PART_SECONDS, {})}
     section.facts["report_seconds"] = round(time.perf_counter() - started, 3)
     section.facts["report_cpu_seconds"] = round(time.process_time() - cpu, 3)
+    section.facts["cpu_priority"] = priority
     log_section(client, section, frames=frames)
     return section
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import queue
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from raymlx.report._priority import lowest_until
 from raymlx.report.build import PRELOAD, finish_report
 from raymlx.spec_io import LoadedSpec
 from raymlx.tracking import resolve_tracking_uri
@@ -22,6 +25,8 @@ __all__ = ["LiveReport", "report_after_tune"]
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 DATABASE_STORE = "mlflow.store.tracking.sqlalchemy_store"  # a second of imports, else in each report process
+IDLE = "raymlx.report._idle"  # the fork server's first import: from then on it runs at the lowest CPU priority
+PRIORITY_ENV = "RAYMLX_REPORT_PRIORITY"  # "normal": the report's processes keep the driver's CPU priority
 
 
 class LiveReport:
@@ -33,24 +38,31 @@ class LiveReport:
     driver keeps its interpreter to itself. With the report turned off in the spec, nothing starts.
 
     Attributes:
-        submitted: When each model's section was handed to a report process (``time.time()``).
+        submitted: When each model's section was handed over to be drawn (``time.time()``).
     """
 
     def __init__(self, loaded: LoadedSpec, frame: pd.DataFrame) -> None:
         self.loaded, self.frame = loaded, frame
         self.enabled = loaded.spec.report.enabled
         self.submitted: dict[str, float] = {}
-        self._sections: dict[str, Future] = {}
+        self._sections: dict[str, Future[Future]] = {}  # each section's drawing, once handed to the pool
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
+        self._tuned: Any = None  # an event the report's processes wait for to take their own priority back
+        # Handing a job to the pool can start a report process, which waits for the fork server's imports (at the
+        # lowest priority, they wait for idle cores): a thread does it, so Tune's loop never waits for the report.
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
 
     def __enter__(self) -> LiveReport:
         if self.enabled:
-            self._pool = _pool(database=_is_database(self._tracking_uri()))
+            self._pool, self._tuned = _pool(database=_is_database(self._tracking_uri()))
+            threading.Thread(target=_hand_over, args=(self._jobs, self._pool), name="raymlx-report", daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
         if self._pool is not None:  # after an error or Ctrl-C, sections not started are dropped
+            self._tuned.set()
+            self._jobs.put(None)
             self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
             self._pool = None
 
@@ -74,7 +86,9 @@ class LiveReport:
         with self._lock:
             if self._pool is None or job.row.model in self._sections:
                 return
-            self._sections[job.row.model] = self._pool.submit(draw_section, job)
+            handed: Future[Future] = Future()
+            self._sections[job.row.model] = handed
+            self._jobs.put((handed, draw_section, job))
             self.submitted[job.row.model] = time.time()
 
     def finish(self, result) -> Path | None:
@@ -90,10 +104,13 @@ class LiveReport:
             return None
         from raymlx.report.collect import late_jobs
 
+        self._tuned.set()  # nothing left to yield to: what is left of the report is all the run waits for
+
         rows = [row for row in result.leaderboard if row.model not in self._sections]
         for job in late_jobs(self.loaded, self.frame, result, rows):
             self._submit(job)
-        return finish_report(self.loaded, self.frame, result, sections=self._sections, pool=self._pool)
+        sections = {name: handed.result() for name, handed in self._sections.items()}
+        return finish_report(self.loaded, self.frame, result, sections=sections, pool=self._pool)
 
 
 def report_after_tune(loaded: LoadedSpec, frame: pd.DataFrame, result) -> Path | None:
@@ -111,25 +128,48 @@ def report_after_tune(loaded: LoadedSpec, frame: pd.DataFrame, result) -> Path |
         return report.finish(result)
 
 
+def _hand_over(jobs: queue.SimpleQueue, pool: ProcessPoolExecutor) -> None:
+    """Submit each queued job to the pool, in order, until ``None`` comes; each job's future gets the pool's."""
+    while (item := jobs.get()) is not None:
+        handed, function, job = item
+        try:
+            handed.set_result(pool.submit(function, job))
+        except Exception as exc:  # the pool was shut down (an error, Ctrl-C) or a report process died
+            handed.set_exception(exc)
+
+
 def _is_database(uri: str) -> bool:
     """Whether MLflow reaches the tracking URI through its database store (sqlite, PostgreSQL, ...)."""
     return uri.partition(":")[0].partition("+")[0] in DATABASE_SCHEMES
 
 
-def _pool(*, database: bool) -> ProcessPoolExecutor:
+def _pool(*, database: bool) -> tuple[ProcessPoolExecutor, Any]:
     """Processes forked, when each is needed, from a server that has imported what the report draws with.
 
     A fork of Tune's driver could inherit a lock another of its threads held (Ray's, MLflow's writer),
     and processes spawned afresh would each import for seconds: the fork server imports once, in a
-    process of its own with one thread. Two at most, so a report never takes more than two cores from the trials.
+    process of its own with one thread. Two at most, so a report never takes more than two cores from the trials;
+    and the server and its processes run at the lowest CPU priority (:mod:`raymlx.report._priority`), so
+    they draw with the cores' idle time (Tune's start, the tail where one trial runs, the champion's refit),
+    until the event returned with the pool is set: then each process takes its own priority back.
+
+    With ``RAYMLX_REPORT_PRIORITY=normal`` in the environment they keep the driver's priority instead (on a
+    machine that other work keeps busy, the lowest priority leaves the report nearly all to do after Tune).
 
     Args:
         database: The tracking URI is a database: MLflow's database store is imported by the server too.
     """
     workers = min(2, os.cpu_count() or 1)
+    lowest = os.environ.get(PRIORITY_ENV, "lowest") != "normal"
+    context: multiprocessing.context.BaseContext
     if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows: processes spawned afresh
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(PRELOAD) + ([DATABASE_STORE] if database else []))
-    multiprocessing.forkserver.ensure_running()  # it imports while Ray starts, not when the first model ends
-    return ProcessPoolExecutor(workers, mp_context=context)
+        context = multiprocessing.get_context("spawn")
+    else:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([IDLE] * lowest + [*PRELOAD] + ([DATABASE_STORE] if database else []))
+        multiprocessing.forkserver.ensure_running()  # it imports while Ray starts, not when the first model ends
+    # Also in each process: a fork server started earlier by other code does not preload the report's modules.
+    tuned = context.Event()
+    if not lowest:
+        return ProcessPoolExecutor(workers, mp_context=context), tuned
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=lowest_until, initargs=(tuned,)), tuned
