@@ -123,6 +123,10 @@ class BackgroundRuntime:
             self._ready.set()
         self._released.wait()
 
+    def is_up(self) -> bool:
+        """Whether the start has ended (up, or failed: :meth:`wait` then raises), without waiting."""
+        return self._ready.is_set()
+
     def wait(self) -> bool:
         """Block until Ray is up.
 

@@ -16,7 +16,7 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from raymlx._result import failure_of
+from raymlx._result import DRIVER_TRIAL_KEY, failure_of
 from raymlx.space import decode, distributions, grid_points
 from raymlx.spec import SearchSpec
 
@@ -64,7 +64,8 @@ class ModelSearcher(Searcher):
     Among models equally far through their budgets, the one whose trials have
     taken longest goes first, so short trials fill the end of the run instead of
     one long trial running alone there. A trial's config is
-    ``{"model": name, "params": {...}}``.
+    ``{"model": name, "params": {...}}``. A configuration evaluated outside Tune
+    (:meth:`evaluated`) is handed to Tune's next trials before any new one.
     """
 
     def __init__(self, searches: dict[str, tuple[Searcher | None, int]], *, metric: str, mode: str) -> None:
@@ -74,6 +75,8 @@ class ModelSearcher(Searcher):
         self._suggested = dict.fromkeys(searches, 0)
         self._seconds: dict[str, list[float]] = {name: [] for name in searches}
         self._owner: dict[str, str] = {}
+        self._evaluated: list[dict] = []  # configurations evaluated outside Tune, for Tune's next trials
+        self._replayed: set[str] = set()  # Tune's trials given one of those: their search knows the result
 
     @property
     def total_trials(self) -> int:
@@ -83,6 +86,15 @@ class ModelSearcher(Searcher):
         return True  # each model's search was configured when it was made
 
     def suggest(self, trial_id: str) -> dict | str | None:  # type: ignore[override]  # Searcher.FINISHED is a str
+        if self._evaluated:
+            config = self._evaluated.pop(0)
+            self._owner[trial_id] = config["model"]
+            self._replayed.add(trial_id)
+            return config
+        return self.suggest_new(trial_id)
+
+    def suggest_new(self, trial_id: str) -> dict | str | None:
+        """A configuration no trial was given yet (for :meth:`evaluated`): as :meth:`suggest` without its queue."""
         open_models = [n for n in self._searches if self._suggested[n] < self._budgets[n]]
         if not open_models:
             return Searcher.FINISHED
@@ -104,12 +116,24 @@ class ModelSearcher(Searcher):
         seconds = self._seconds[name]
         return self._suggested[name] / self._budgets[name], -(sum(seconds) / len(seconds) if seconds else 0.0)
 
+    def evaluated(self, trial_id: str, config: dict, result: dict, *, seconds: float, marker: dict) -> None:
+        """Tell the model's search the result of a configuration :meth:`suggest` gave ``trial_id`` that was
+        evaluated outside Tune, and hand it with ``marker`` (under ``DRIVER_TRIAL_KEY``) to Tune's next trial,
+        whose result is then that evaluation's (the search is not told twice)."""
+        self._seconds[config["model"]].append(seconds)
+        self.on_trial_complete(trial_id, result)
+        self._evaluated.append({**config, DRIVER_TRIAL_KEY: marker})
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._replayed:
+            return
         searcher = self._searcher_of(trial_id)
         if searcher is not None and failure_of(result) is None:
             searcher.on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._replayed:
+            return
         searcher = self._searcher_of(trial_id)
         if result and "time_this_iter_s" in result and trial_id in self._owner:
             self._seconds[self._owner[trial_id]].append(float(result["time_this_iter_s"]))
@@ -121,7 +145,8 @@ class ModelSearcher(Searcher):
     def get_state(self) -> dict:
         """Every model's search (its sampler's random state included) and what was handed out: a search
         restored from it suggests what the uninterrupted one would have."""
-        return {key: getattr(self, key) for key in ("_searches", "_budgets", "_suggested", "_seconds", "_owner")}
+        return {key: getattr(self, key) for key in ("_searches", "_budgets", "_suggested", "_seconds", "_owner",
+                                                   "_evaluated", "_replayed")}
 
     def set_state(self, state: dict) -> None:
         vars(self).update(state)
