@@ -83,9 +83,10 @@ class TrialRunCallback(MLflowLoggerCallback):
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         # Tune's trial id is random hex: an all-digit one would be logged as a "metric".
-        # Predictions (the report's out-of-fold rows) are no metric.
+        # Predictions (the report's out-of-fold rows) are no metric, nor is the driver's evaluation marker.
         values = _compat.mlflow_metrics(self.mlflow_util, flatten_dict({k: v for k, v in result.items()
                                                                         if k not in ("trial_id", PREDICTIONS_KEY)}))
+        values = {k: v for k, v in values.items() if not k.startswith(f"config/{DRIVER_TRIAL_KEY}/")}
         step = result.get(TIMESTEPS_TOTAL) or result[TRAINING_ITERATION]
         now = _now_ms()
         self._submit(self._log, trial, [Metric(k, v, now, step) for k, v in values.items()], [])
