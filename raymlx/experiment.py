@@ -161,7 +161,7 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
     state = _Progress(planned_trials(spec), on_model_end=on_model_end)
     try:
         start = _starting_point(loaded, resume)
-        head = head or head_start(loaded, frame, ray_is_up=None if start.earlier else runtime.is_up)
+        head = head or head_start(loaded, frame, ray_is_up=None if start.earlier else runtime.local_start())
         loaded, folds, metric, spec = head.loaded, head.folds, head.metric, head.loaded.spec
         state.total = planned_trials(spec)  # the baseline's trials included
         progress = _tune_while_opening(loaded, frame, head, runtime, on_progress, start, state)

@@ -83,9 +83,9 @@ def head_start(loaded: LoadedSpec, frame: pd.DataFrame, *, ray_is_up: Callable[[
     Args:
         loaded: The validated spec.
         frame: The data set, as :func:`raymlx.checks.validate` returned it.
-        ray_is_up: Whether the runtime has started (asked before each first trial: at most one per model);
-            ``None`` evaluates none (a resumed session continues Tune's own trials). No trial is evaluated on
-            the driver when a model asks for a GPU.
+        ray_is_up: Whether the local runtime has started (asked before each first trial: at most one per
+            model); ``None`` evaluates none (a cluster, or a resumed session, which continues Tune's own trials).
+            Nor are any evaluated here when a model asks for a GPU or ``runtime.trials_on_driver`` is false.
 
     Raises:
         PipelineFailed: A pipeline step raised.
@@ -100,7 +100,7 @@ def head_start(loaded: LoadedSpec, frame: pd.DataFrame, *, ray_is_up: Callable[[
     searcher = ModelSearcher(searches, metric=metric.name, mode=metric.mode)
     plans = {name: ModelPlan(m.model, m.pipeline, dict(m.params), m.max_failures) for name, m in spec.models.items()}
     context = TrialContext(plans, features, spec.metric_spec.name, metric.mode, loaded.base_dir)
-    if ray_is_up is not None and not any(m.resources.gpu for m in spec.models.values()):
+    if ray_is_up is not None and spec.runtime.trials_on_driver and not any(m.resources.gpu for m in spec.models.values()):
         with phase("trials on the driver"):
             results = _first_trials(searcher, context, ray_is_up, limit=len(spec.models))
         context = dataclasses.replace(context, driver_results=results)

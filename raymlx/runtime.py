@@ -10,6 +10,7 @@ import sys
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Callable
 
 import ray
 
@@ -107,6 +108,7 @@ class BackgroundRuntime:
         self._started, self._shut = False, False
         self._error: BaseException | None = None
         self._watchdog: Watchdog | None = None
+        self._local = not cluster_address(runtime, address)
         _exit_on_sigterm()  # what ray.init does when it runs in the main thread
         self._thread = threading.Thread(target=self._hold, args=(runtime, address, base_dir, verbose),
                                         name="raymlx-ray-runtime", daemon=True)
@@ -122,6 +124,10 @@ class BackgroundRuntime:
         finally:
             self._ready.set()
         self._released.wait()
+
+    def local_start(self) -> Callable[[], bool] | None:
+        """:meth:`is_up` while a local runtime starts; ``None`` when the run joins a cluster."""
+        return self.is_up if self._local else None
 
     def is_up(self) -> bool:
         """Whether the start has ended (up, or failed: :meth:`wait` then raises), without waiting."""

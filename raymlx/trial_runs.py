@@ -73,7 +73,8 @@ class TrialRunCallback(MLflowLoggerCallback):
             self.runs.result()  # the session's runs could not be opened: stop here, not after every trial
         tags = {**(self.tags or {}), ROLE_TAG: "trial", MODEL_TAG: trial.config["model"], "trial_name": str(trial),
                 TRIAL_ID_TAG: trial.trial_id}
-        evaluated = trial.config.get(DRIVER_TRIAL_KEY)  # by the driver while Ray started: its run keeps those times
+        # Evaluated by the driver while Ray started: its run keeps those times (a resumed session evaluates again).
+        evaluated = None if self.resume else trial.config.get(DRIVER_TRIAL_KEY)
         if evaluated:
             tags[EVALUATED_ON_TAG] = "driver"
         config = {k: v for k, v in trial.config.items() if k != DRIVER_TRIAL_KEY}
@@ -94,7 +95,7 @@ class TrialRunCallback(MLflowLoggerCallback):
     def log_trial_end(self, trial, failed: bool = False) -> None:
         error = failure_of(trial.last_result) or (error_summary(trial) if failed else None)
         self._open.discard(trial)
-        evaluated = trial.config.get(DRIVER_TRIAL_KEY)
+        evaluated = None if self.resume else trial.config.get(DRIVER_TRIAL_KEY)
         self._submit(self._end_run, trial, error, evaluated["ended_ms"] if evaluated else _now_ms())
 
     def flushed(self) -> Future:
