@@ -124,8 +124,8 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
 
         frame = run_checks(loaded)
         checkpoint()
-        # Features and the first trials on this process while Ray starts; MLflow and the rest are imported after.
-        head = head_start(loaded, frame, ray_is_up=None if resume else started[0].local_start())
+        # Features, then first trials on this process (a thread) while Ray starts and MLflow is imported.
+        head = head_start(loaded, frame, trials_on_driver=started[0].local and not resume)
         from raymlx.experiment import run_experiment
         from raymlx.report import LiveReport
 

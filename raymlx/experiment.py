@@ -161,7 +161,7 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
     state = _Progress(planned_trials(spec), on_model_end=on_model_end)
     try:
         start = _starting_point(loaded, resume)
-        head = head or head_start(loaded, frame, ray_is_up=None if start.earlier else runtime.local_start())
+        head = head or head_start(loaded, frame, trials_on_driver=runtime.local and not start.earlier)
         loaded, folds, metric, spec = head.loaded, head.folds, head.metric, head.loaded.spec
         state.total = planned_trials(spec)  # the baseline's trials included
         progress = _tune_while_opening(loaded, frame, head, runtime, on_progress, start, state)
@@ -328,7 +328,8 @@ def _tune(spec: Spec, head: HeadStart, runs: Future, on_progress, start: _Start,
     storage, _, name = start.tune_path.rpartition("/")
     try:
         with _interruption() as interrupted:
-            callbacks = [KeepBestPredictions(metric=metric.name, mode=metric.mode), mlflow_callback, progress,
+            callbacks = [*([head.driver] if head.driver else []),  # first: it puts the driver's results in
+                         KeepBestPredictions(metric=metric.name, mode=metric.mode), mlflow_callback, progress,
                          ResultJsonLogger()]
             if state.on_model_end is not None and not start.restore:  # restored trials end in no callback
                 callbacks.append(ModelEndCallback(budgets, hook=state.on_model_end,
@@ -348,6 +349,8 @@ def _tune(spec: Spec, head: HeadStart, runs: Future, on_progress, start: _Start,
                     run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks),
                 ).fit()
     finally:
+        if head.driver is not None:
+            head.driver.stop()
         failed_writes = mlflow_callback.close()
     if failed_writes:
         raise TrackingFailed(f"{len(failed_writes)} MLflow writes of trial runs failed; the first: "

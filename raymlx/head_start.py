@@ -1,24 +1,27 @@
-"""A run's head start: the folds, their features, each model's search and its first trials, on the driver while Ray starts.
+"""A run's head start: the folds, their features, each model's search, and first trials on the driver while Ray starts.
 
 Ray's local runtime takes seconds to start on a small machine, and Tune's first trial workers seconds more
-to import what a trial needs. The driver has the data and scikit-learn in hand by then, so it evaluates each
-model's first configuration itself until the runtime is up. Each is a real trial: the search is told its
-result, and Tune's next trial is given its configuration and reports that result instead of fitting it
-again, so it gets the same MLflow child run (started and ended when the driver evaluated it, tagged
-``raymlx.evaluated_on=driver``), the same leaderboard entry and the same count as any other trial.
+to import what a trial needs. The driver has the data and scikit-learn in hand by then, so it evaluates the
+first configurations itself, in a thread, until a trial in Tune's workers reports. Each is a real trial: the
+search is told its result, and Tune's next trial is given its configuration and reports that result instead
+of fitting it again, so it gets the same MLflow child run (started and ended when the driver evaluated it,
+tagged ``raymlx.evaluated_on=driver``), the same leaderboard entry and the same count as any other trial.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
+from ray.tune import Callback
+
+from raymlx._result import DRIVER_TRIAL_KEY
 from raymlx.defaults import prepare
 from raymlx.errors import RaymlxError
 from raymlx.folds import Fold, make_folds
@@ -29,7 +32,7 @@ from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
 from raymlx.trainable import ModelPlan, TrialContext, attempt
 
-__all__ = ["HeadStart", "head_start", "compute_fold_features", "PipelineFailed", "phase"]
+__all__ = ["HeadStart", "head_start", "DriverTrials", "compute_fold_features", "PipelineFailed", "phase"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ class HeadStart:
     budgets: dict[str, int]
     searcher: ModelSearcher
     context: TrialContext
+    driver: DriverTrials | None = None  # the trials evaluated on the driver, when it evaluates any
 
 
 @contextmanager
@@ -77,15 +81,15 @@ def compute_fold_features(spec: Spec, frame: pd.DataFrame, folds: list[Fold], *,
     return result
 
 
-def head_start(loaded: LoadedSpec, frame: pd.DataFrame, *, ray_is_up: Callable[[], bool] | None) -> HeadStart:
-    """Compute the folds and features, make each model's search, and evaluate first trials until Ray is up.
+def head_start(loaded: LoadedSpec, frame: pd.DataFrame, *, trials_on_driver: bool) -> HeadStart:
+    """Compute the folds and features, make each model's search, and start evaluating first trials on the driver.
 
     Args:
         loaded: The validated spec.
         frame: The data set, as :func:`raymlx.checks.validate` returned it.
-        ray_is_up: Whether the local runtime has started (asked before each first trial: at most one per
-            model); ``None`` evaluates none (a cluster, or a resumed session, which continues Tune's own trials).
-            Nor are any evaluated here when a model asks for a GPU or ``runtime.trials_on_driver`` is false.
+        trials_on_driver: Evaluate first trials here (a local runtime's start, not a resumed session, which
+            continues Tune's own trials); never when a model asks for a GPU or ``runtime.trials_on_driver``
+            is false.
 
     Raises:
         PipelineFailed: A pipeline step raised.
@@ -99,31 +103,52 @@ def head_start(loaded: LoadedSpec, frame: pd.DataFrame, *, ray_is_up: Callable[[
     searches = {name: model_searcher(m.search, metric=metric.name, mode=metric.mode) for name, m in spec.models.items()}
     searcher = ModelSearcher(searches, metric=metric.name, mode=metric.mode)
     plans = {name: ModelPlan(m.model, m.pipeline, dict(m.params), m.max_failures) for name, m in spec.models.items()}
-    context = TrialContext(plans, features, spec.metric_spec.name, metric.mode, loaded.base_dir)
-    if ray_is_up is not None and spec.runtime.trials_on_driver and not any(m.resources.gpu for m in spec.models.values()):
-        with phase("trials on the driver"):
-            results = _first_trials(searcher, context, ray_is_up, limit=len(spec.models))
-        context = dataclasses.replace(context, driver_results=results)
+    on_driver = trials_on_driver and spec.runtime.trials_on_driver and not any(m.resources.gpu
+                                                                              for m in spec.models.values())
+    context = TrialContext(plans, features, spec.metric_spec.name, metric.mode, loaded.base_dir,
+                           results_on_driver=on_driver)
+    driver = DriverTrials(searcher, context, limit=len(spec.models)) if on_driver else None
     return HeadStart(loaded, folds, baseline, features, metric, {n: b for n, (_, b) in searches.items()}, searcher,
-                     context)
+                     context, driver)
 
 
-def _first_trials(searcher: ModelSearcher, context: TrialContext, ray_is_up: Callable[[], bool], *,
-                  limit: int) -> dict[int, dict[str, Any]]:
-    """Evaluate the configurations the search hands out, while Ray is not up, ``limit`` at most."""
-    results: dict[int, dict[str, Any]] = {}
-    while len(results) < limit and not ray_is_up():
-        index = len(results)
-        trial_id = f"driver_{index}"
-        config = searcher.suggest_new(trial_id)
-        if not isinstance(config, dict):
-            break  # every budget is spent, or the searches wait for results
-        started = time.time()
-        result = attempt(context, config["model"], config["params"])
-        ended = time.time()
-        searcher.evaluated(trial_id, config, result, seconds=ended - started,
-                           marker={"index": index, "started_ms": int(started * 1000), "ended_ms": int(ended * 1000)})
-        results[index] = result
-    if results:
-        logger.info("%d trials evaluated on the driver while Ray started", len(results))
-    return results
+class DriverTrials(Callback):
+    """Evaluates configurations of the search on the driver, in a thread of its own, from when the features
+    exist until a trial in Tune's workers reports (``limit`` at most); as a Tune callback, first in the list,
+    it puts each one's result into the result its Tune trial reports (which fits nothing)."""
+
+    def __init__(self, searcher: ModelSearcher, context: TrialContext, *, limit: int) -> None:
+        self.results: dict[int, dict[str, Any]] = {}
+        self._searcher, self._context, self._limit = searcher, context, limit
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._evaluate, name="raymlx-driver-trials", daemon=True)
+        self._thread.start()
+
+    def __getstate__(self) -> dict:
+        return {}  # Tune saves its callbacks with the run: the results stay here
+
+    def stop(self) -> None:
+        """Start no more evaluations; the one under way ends (its Tune trial waits for it)."""
+        self._stop.set()
+
+    def _evaluate(self) -> None:
+        while len(self.results) < self._limit and not self._stop.is_set():
+            index = len(self.results)
+            trial_id = f"driver_{index}"
+            config = self._searcher.suggest_new(trial_id)
+            if not isinstance(config, dict):
+                return  # every budget is spent, or the searches wait for results
+            started = time.time()
+            result = attempt(self._context, config["model"], config["params"])
+            ended = time.time()
+            self.results[index] = result
+            self._searcher.evaluated(trial_id, config, result, seconds=ended - started, marker={
+                "index": index, "started_ms": int(started * 1000), "ended_ms": int(ended * 1000)})
+            logger.info("trial %d of %s evaluated on the driver in %.2f s", index, config["model"], ended - started)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        evaluated = trial.config.get(DRIVER_TRIAL_KEY)
+        if evaluated and evaluated["index"] in self.results:
+            result.update(self.results[evaluated["index"]])
+        elif not evaluated:
+            self.stop()  # Tune's workers are up: the rest of the trials are theirs

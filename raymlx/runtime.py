@@ -10,7 +10,6 @@ import sys
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Callable
 
 import ray
 
@@ -125,13 +124,10 @@ class BackgroundRuntime:
             self._ready.set()
         self._released.wait()
 
-    def local_start(self) -> Callable[[], bool] | None:
-        """:meth:`is_up` while a local runtime starts; ``None`` when the run joins a cluster."""
-        return self.is_up if self._local else None
-
-    def is_up(self) -> bool:
-        """Whether the start has ended (up, or failed: :meth:`wait` then raises), without waiting."""
-        return self._ready.is_set()
+    @property
+    def local(self) -> bool:
+        """Whether the run has a local runtime of its own (it joins no cluster)."""
+        return self._local
 
     def wait(self) -> bool:
         """Block until Ray is up.

@@ -38,8 +38,8 @@ class TrialContext:
 
     ``folds`` holds each pipeline's features for every fold, computed once: a fold's
     :class:`~raymlx.pipeline.FoldData`, or a reference to it in Ray's object store, where every trial
-    reads it in place (one fold at a time). ``driver_results`` holds what the driver evaluated while Ray
-    started, by index: the trials given those configurations report them instead of fitting again.
+    reads it in place (one fold at a time). With ``results_on_driver``, a trial given a configuration the
+    driver evaluated (see :mod:`raymlx.head_start`) fits nothing: the driver puts that result in its report.
     """
 
     models: dict[str, ModelPlan]
@@ -47,7 +47,7 @@ class TrialContext:
     metric_name: str
     metric_mode: Literal["min", "max"]
     base_dir: str
-    driver_results: dict[int, dict[str, Any]] = field(default_factory=dict)
+    results_on_driver: bool = False
 
 
 def std_metric_key(metric: str) -> str:
@@ -114,9 +114,9 @@ def attempt(context: TrialContext, model_name: str, params: dict[str, Any]) -> d
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
-    """Tune entry point: :func:`attempt` the configuration, or take the driver's evaluation of it, then report."""
-    evaluated = config.get(DRIVER_TRIAL_KEY)
-    result = context.driver_results.get(evaluated["index"]) if evaluated else None
-    if result is None:
-        result = attempt(context, config["model"], config["params"])
-    tune.report({**result, NODE_KEY: ray.get_runtime_context().get_node_id()})
+    """Tune entry point: :func:`attempt` the configuration and report (a result the driver holds is its own)."""
+    node = {NODE_KEY: ray.get_runtime_context().get_node_id()}
+    if config.get(DRIVER_TRIAL_KEY) and context.results_on_driver:
+        tune.report(node)  # the driver evaluated it: raymlx.head_start.DriverTrials fills the result in
+        return
+    tune.report({**attempt(context, config["model"], config["params"]), **node})
