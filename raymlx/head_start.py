@@ -139,7 +139,11 @@ class DriverTrials(Callback):
             if not isinstance(config, dict):
                 return  # every budget is spent, or the searches wait for results
             started = time.time()
-            result = attempt(self._context, config["model"], config["params"])
+            try:
+                result = attempt(self._context, config["model"], config["params"])
+            except BaseException:  # beyond a failed fit (that is a failed trial): Tune's workers evaluate it
+                self._searcher.release(trial_id)
+                raise
             ended = time.time()
             self.results[index] = result
             self._searcher.evaluated(trial_id, config, result, seconds=ended - started, marker={

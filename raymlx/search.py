@@ -176,8 +176,16 @@ class ModelSearcher(Searcher):
     def set_state(self, state: dict) -> None:
         """Restore :meth:`get_state`'s; configurations the driver was still evaluating go to Tune's next trials."""
         vars(self).update(state)
-        self._evaluated.extend(state.get("_pending", {}).values())
-        self._pending = {}
+        self._pending = dict(self._pending)
+        for trial_id in list(self._pending):
+            self.release(trial_id)
+
+    def release(self, trial_id: str) -> None:
+        """Hand a configuration :meth:`suggest_new` gave out, but whose evaluation never ended, to Tune's next trial."""
+        with self._lock:
+            config = self._pending.pop(trial_id, None)
+            if config is not None:
+                self._evaluated.append(config)
 
     def save(self, checkpoint_path: str) -> None:
         """Tune saves the searcher with its experiment state (``raymlx tune --resume`` restores it)."""

@@ -301,3 +301,11 @@ def test_a_configuration_evaluated_outside_tune_goes_to_tunes_next_trial_and_its
         restored.on_trial_complete(f"t{i}", result={METRIC: 1.0})
     assert [t for t, _, _ in first.completed] == ["driver_0", "t2"]  # the replay is not told again
     assert [t for t, _ in first.results] == ["t2"]
+
+
+def test_while_the_driver_evaluates_the_last_configuration_the_run_waits_and_a_released_one_goes_to_tune():
+    searcher = ModelSearcher({"only": (Scripted([{"x": 1}]), 1)}, metric=METRIC, mode="min")
+    config = searcher.suggest_new("driver_0")
+    assert searcher.suggest("t0") is None  # not FINISHED: that evaluation's trial is still to come
+    searcher.release("driver_0")  # its evaluation raised beyond a failed fit
+    assert searcher.suggest("t1") == config and searcher.suggest("t2") == Searcher.FINISHED
