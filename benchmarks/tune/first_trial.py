@@ -5,8 +5,9 @@ had spent by then, by kind of process (the driver, Ray's workers, agents, GCS, r
 
 Runs the cheap-trial example (``cheap.py``, 12 trials per model, report and baseline off) once per code checkout
 and repeat, alternating checkouts so that pairs share the machine's load; each run in a fresh copy with a fresh
-sqlite store. The first trial is the first trial run's start in MLflow (what run.py counts). CPU time is sampled
-from /proc every 20 ms: a process's time until its last sample before the first trial.
+sqlite store. The first trial is the first trial run's start in MLflow (what run.py counts; ``in_workers``: the
+first in Ray's workers, ``on_driver``: how many the driver evaluated). CPU time is sampled from /proc every 20 ms:
+a process's time until its last sample before the first trial.
 """
 
 from __future__ import annotations
@@ -46,13 +47,17 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def _first_trial_at(folder: Path) -> float:
+def _first_trials(folder: Path) -> tuple[float, float, int]:
+    """When the first trial started, when the first trial in Ray's workers did, how many the driver evaluated."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("cheap-trials")
     runs = client.search_runs([experiment.experiment_id], "tags.`raymlx.role` = 'trial'", max_results=5000)
-    return min(r.info.start_time for r in runs) / 1000
+    on_driver = [r for r in runs if r.data.tags.get("raymlx.evaluated_on") == "driver"]
+    in_workers = [r for r in runs if r not in on_driver]
+    return (min(r.info.start_time for r in runs) / 1000, min(r.info.start_time for r in in_workers) / 1000,
+            len(on_driver))
 
 
 def trace(code: str, example: Path, workdir: Path, trials: int) -> dict:
@@ -76,7 +81,7 @@ def trace(code: str, example: Path, workdir: Path, trials: int) -> dict:
         samples.append((now, cpu))
         time.sleep(0.02)
     wall = time.time() - started
-    first = _first_trial_at(folder)
+    first, first_in_workers, on_driver = _first_trials(folder)
     by_kind: dict[str, float] = {}
     latest: dict[int, tuple[str, float]] = {}
     for at, cpu in samples:
@@ -85,7 +90,8 @@ def trace(code: str, example: Path, workdir: Path, trials: int) -> dict:
         latest.update(cpu)
     for kind, seconds in latest.values():
         by_kind[kind] = by_kind.get(kind, 0.0) + max(seconds, 0.0)
-    return {"first_trial_s": first - started, "wall_s": wall, "cpu_s": sum(by_kind.values()), **by_kind}
+    return {"first_trial_s": first - started, "in_workers_s": first_in_workers - started, "on_driver": on_driver,
+            "wall_s": wall, "cpu_s": sum(by_kind.values()), **by_kind}
 
 
 def main() -> None:
