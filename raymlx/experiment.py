@@ -185,6 +185,8 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
             state.session.end(status="FAILED")
         raise
     finally:
+        if head is not None and head.driver is not None:
+            head.driver.stop()  # no more trials on the driver once tuning ended, however it ended
         runtime.shutdown()
     session.end(status="FINISHED")
     return result
@@ -349,8 +351,6 @@ def _tune(spec: Spec, head: HeadStart, runs: Future, on_progress, start: _Start,
                     run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks),
                 ).fit()
     finally:
-        if head.driver is not None:
-            head.driver.stop()
         failed_writes = mlflow_callback.close()
     if failed_writes:
         raise TrackingFailed(f"{len(failed_writes)} MLflow writes of trial runs failed; the first: "
