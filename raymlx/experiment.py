@@ -185,7 +185,7 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
             state.session.end(status="FAILED")
         raise
     finally:
-        if head is not None and head.driver is not None:
+        if head is not None:
             head.driver.stop()  # no more trials on the driver once tuning ended, however it ended
         runtime.shutdown()
     session.end(status="FINISHED")
@@ -330,9 +330,9 @@ def _tune(spec: Spec, head: HeadStart, runs: Future, on_progress, start: _Start,
     storage, _, name = start.tune_path.rpartition("/")
     try:
         with _interruption() as interrupted:
-            callbacks = [*([head.driver] if head.driver else []),  # first: it puts the driver's results in
-                         KeepBestPredictions(metric=metric.name, mode=metric.mode), mlflow_callback, progress,
-                         ResultJsonLogger()]
+            # The driver's results go in first; Tune restores saved callback states by position: progress stays third.
+            callbacks = [head.driver, KeepBestPredictions(metric=metric.name, mode=metric.mode), progress,
+                         mlflow_callback, ResultJsonLogger()]
             if state.on_model_end is not None and not start.restore:  # restored trials end in no callback
                 callbacks.append(ModelEndCallback(budgets, hook=state.on_model_end,
                                                   flushed=mlflow_callback.flushed, runs=runs, spec=spec,

@@ -55,7 +55,7 @@ class HeadStart:
     budgets: dict[str, int]
     searcher: ModelSearcher
     context: TrialContext
-    driver: DriverTrials | None = None  # the trials evaluated on the driver, when it evaluates any
+    driver: DriverTrials  # the trials evaluated on the driver (none when it evaluates none)
 
 
 @contextmanager
@@ -107,7 +107,7 @@ def head_start(loaded: LoadedSpec, frame: pd.DataFrame, *, trials_on_driver: boo
                                                                               for m in spec.models.values())
     context = TrialContext(plans, features, spec.metric_spec.name, metric.mode, loaded.base_dir,
                            results_on_driver=on_driver)
-    driver = DriverTrials(searcher, context, limit=len(spec.models)) if on_driver else None
+    driver = DriverTrials(searcher, context, limit=len(spec.models) if on_driver else 0)
     return HeadStart(loaded, folds, baseline, features, metric, {n: b for n, (_, b) in searches.items()}, searcher,
                      context, driver)
 
@@ -115,14 +115,17 @@ def head_start(loaded: LoadedSpec, frame: pd.DataFrame, *, trials_on_driver: boo
 class DriverTrials(Callback):
     """Evaluates configurations of the search on the driver, in a thread of its own, from when the features
     exist until a trial in Tune's workers reports (``limit`` at most); as a Tune callback, first in the list,
-    it puts each one's result into the result its Tune trial reports (which fits nothing)."""
+    it puts each one's result into the result its Tune trial reports (which fits nothing).
+
+    It is in the list even when it evaluates nothing: Tune restores its callbacks' saved states by position.
+    """
 
     def __init__(self, searcher: ModelSearcher, context: TrialContext, *, limit: int) -> None:
         self.results: dict[int, dict[str, Any]] = {}
         self._searcher, self._context, self._limit = searcher, context, limit
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._evaluate, name="raymlx-driver-trials", daemon=True)
-        self._thread.start()
+        if limit:
+            threading.Thread(target=self._evaluate, name="raymlx-driver-trials", daemon=True).start()
 
     def __getstate__(self) -> dict:
         return {}  # Tune saves its callbacks with the run: the results stay here
