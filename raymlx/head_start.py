@@ -1,10 +1,10 @@
-"""A run's head start: the folds, their features, each model's search, and first trials on the driver while Ray starts.
+"""A run's head start: the folds, their features, each model's search, and the first trial on the driver while Ray starts.
 
 Ray's local runtime takes seconds to start on a small machine, and Tune's first trial workers seconds more
 to import what a trial needs. The driver has the data and scikit-learn in hand by then, so it evaluates the
-first configurations itself, in a thread, until a trial in Tune's workers reports. Each is a real trial: the
+first configuration itself, in a thread, while Ray starts and Tune's workers import. It is a real trial: the
 search is told its result, and Tune's next trial is given its configuration and reports that result instead
-of fitting it again, so it gets the same MLflow child run (started and ended when the driver evaluated it,
+of fitting it again, so it gets its MLflow child run (started and ended when the driver evaluated it,
 tagged ``raymlx.evaluated_on=driver``), the same leaderboard entry and the same count as any other trial.
 """
 
@@ -35,6 +35,10 @@ from raymlx.trainable import ModelPlan, TrialContext, attempt
 __all__ = ["HeadStart", "head_start", "DriverTrials", "compute_fold_features", "PipelineFailed", "phase"]
 
 logger = logging.getLogger(__name__)
+
+# Trials the driver evaluates at most: each one more shares the driver's interpreter with MLflow's import and
+# Tune's start, and may run beside the first workers' fits (see README, "The first trial").
+_ON_DRIVER = 1
 
 
 class PipelineFailed(RaymlxError):
@@ -107,7 +111,7 @@ def head_start(loaded: LoadedSpec, frame: pd.DataFrame, *, trials_on_driver: boo
                                                                               for m in spec.models.values())
     context = TrialContext(plans, features, spec.metric_spec.name, metric.mode, loaded.base_dir,
                            results_on_driver=on_driver)
-    driver = DriverTrials(searcher, context, limit=len(spec.models) if on_driver else 0)
+    driver = DriverTrials(searcher, context, limit=_ON_DRIVER if on_driver else 0)
     return HeadStart(loaded, folds, baseline, features, metric, {n: b for n, (_, b) in searches.items()}, searcher,
                      context, driver)
 
