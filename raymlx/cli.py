@@ -124,7 +124,7 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
 
         frame = run_checks(loaded)
         checkpoint()
-        # Features, then first trials on this process (a thread) while Ray starts and MLflow is imported.
+        # The features, then the first trial in a thread of this process while Ray starts and MLflow is imported.
         head = head_start(loaded, frame, trials_on_driver=started[0].local and not resume)
         from raymlx.experiment import run_experiment
         from raymlx.report import LiveReport
