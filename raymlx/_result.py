@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 
-__all__ = ["FAILED_KEY", "ERROR_KEY", "NODE_KEY", "PREDICTIONS_KEY", "failure_of", "error_summary"]
+__all__ = ["FAILED_KEY", "ERROR_KEY", "NODE_KEY", "PREDICTIONS_KEY", "DRIVER_TRIAL_KEY", "failure_of", "error_summary"]
 
 
 FAILED_KEY = "trial_failed"   # 1.0 in the result of a trial whose evaluation raised
@@ -19,6 +19,9 @@ NODE_KEY = "node_id"          # the Ray node the trial ran on (kept in Tune's re
 # Each fold's predictions of the validation rows, {"y_pred": [array per fold], "proba": [...], "classes": [...]}:
 # the best trial's become the report's out-of-fold predictions (no refit); not an MLflow metric.
 PREDICTIONS_KEY = "predictions"
+# In the configuration of a trial the driver evaluated while Ray started, {"index", "started_ms", "ended_ms"}: the
+# trial reports that evaluation's result (see raymlx.head_start); its run keeps the evaluation's times.
+DRIVER_TRIAL_KEY = "evaluated_on_driver"
 
 
 def failure_of(result: dict | None) -> str | None:

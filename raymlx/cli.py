@@ -120,15 +120,20 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
         started.append(BackgroundRuntime(loaded.spec.runtime, address=address, base_dir=loaded.base_dir,
                                          verbose=_state["verbose"]))
         from raymlx.checks import validate as run_checks
-        from raymlx.experiment import run_experiment
-        from raymlx.report import LiveReport
+        from raymlx.head_start import head_start
 
         frame = run_checks(loaded)
         checkpoint()
+        # The features, then the first trial in a thread of this process while Ray starts and MLflow is imported.
+        head = head_start(loaded, frame, trials_on_driver=started[0].local and not resume,
+                          ray_ready=started[0].ready)
+        from raymlx.experiment import run_experiment
+        from raymlx.report import LiveReport
+
         with LiveReport(loaded, frame) as report:  # each model's section is drawn as soon as its trials end
             result = _with_progress(lambda on_progress: run_experiment(
                 loaded, frame, runtime=started[0], verbose=_state["verbose"], force_promote=force_promote,
-                resume=resume, on_progress=on_progress, on_model_end=report.on_model_end))
+                resume=resume, on_progress=on_progress, on_model_end=report.on_model_end, head=head))
             if decision_file is not None and result.champion_uri:  # before the report, which may fail
                 from raymlx.champion.promotion import write_decision
 

@@ -28,22 +28,22 @@ from raymlx import _compat
 from raymlx._interrupts import checkpoint
 from raymlx.champion import FittedPredictor, register_champion, user_code_paths
 from raymlx.champion.register import refit
-from raymlx.defaults import prepare
 from raymlx.errors import RaymlxError
 from raymlx.features import PipelineFailed, compute_fold_features, share_features
-from raymlx.folds import Fold, make_folds
+from raymlx.folds import Fold
+from raymlx.head_start import HeadStart, head_start, phase
 from raymlx.kept_predictions import KeepBestPredictions, ResultJsonLogger
-from raymlx.metrics import Metric, get_metric
+from raymlx.metrics import Metric
 from raymlx.model_end import ModelEndCallback, ModelEnded
 from raymlx.progress import ModelProgress, ProgressCallback
 from raymlx.runtime import BackgroundRuntime, trial_actor_env
-from raymlx.search import ModelSearcher, model_searcher
+from raymlx.search import model_searcher
 from raymlx.select import LeaderboardRow, beats_baseline, build_leaderboard, champion_row
 from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
 from raymlx.recovery import Resumable, close_orphans, find_resumable, reopen
 from raymlx.tracking import Session, ensure_experiment, log_leaderboard, open_session, resolve_tracking_uri
-from raymlx.trainable import ModelPlan, TrialContext, run_trial
+from raymlx.trainable import TrialContext, run_trial
 from raymlx.trial_runs import TrialRunCallback
 
 __all__ = ["ExperimentResult", "run_experiment", "compute_fold_features", "share_features", "PipelineFailed",
@@ -125,7 +125,8 @@ class _Progress:
 def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | None = None,
                    runtime: BackgroundRuntime | None = None, on_progress=None,
                    verbose: bool = False, force_promote: bool = False, resume: bool = False,
-                   on_model_end: Callable[[ModelEnded], Any] | None = None) -> ExperimentResult:
+                   on_model_end: Callable[[ModelEnded], Any] | None = None,
+                   head: HeadStart | None = None) -> ExperimentResult:
     """Tune every model, log everything to MLflow, register the champion.
 
     Args:
@@ -141,6 +142,8 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
             without one, start a new session.
         on_model_end: Called as soon as a model's trials have all ended, while other models may still tune
             (not for a resumed session's models); it should hand its work elsewhere and return.
+        head: The folds, features, searches and first trials :func:`raymlx.head_start.head_start` prepared
+            while Ray started (the command line does, before importing MLflow). Default: prepared here.
 
     Raises:
         ExperimentInterrupted: On Ctrl-C; every run of the session is closed as KILLED.
@@ -149,20 +152,18 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
     runtime = runtime or BackgroundRuntime(spec.runtime, address=address, base_dir=base_dir, verbose=verbose)
     state = _Progress(planned_trials(spec), on_model_end=on_model_end)
     try:
-        metric = get_metric(spec.metric_spec.name, spec.metric_spec.mode, base_dir=base_dir)
         start = _starting_point(loaded, resume)
-        with _phase("fold features"):
-            folds = make_folds(frame, loaded.spec)
-            loaded, baseline = prepare(loaded, folds)
-            spec = loaded.spec
-            features = compute_fold_features(spec, frame, folds, base_dir=base_dir, ray_ready=runtime.ready)
+        head = head or head_start(loaded, frame, trials_on_driver=runtime.local and not start.earlier,
+                                 ray_ready=runtime.ready)
+        loaded, folds, metric, spec = head.loaded, head.folds, head.metric, head.loaded.spec
         state.total = planned_trials(spec)  # the baseline's trials included
-        progress = _tune_while_opening(loaded, frame, folds, features, metric, runtime, on_progress, start, state)
+        progress = _tune_while_opening(loaded, frame, head, runtime, on_progress, start, state)
         session = state.session
         assert session is not None  # opened, or the tuning raised
         board = build_leaderboard(progress.results, models=list(spec.models), metric=metric.name, mode=metric.mode,
                                   wall_times={n: p.wall_time_s for n, p in progress.models.items()},
-                                  errors={n: p.last_error for n, p in progress.models.items()}, baseline=baseline)
+                                  errors={n: p.last_error for n, p in progress.models.items()},
+                                  baseline=head.baseline)
         with ThreadPoolExecutor(1) as pool:  # Ray's shutdown (about a second) overlaps the champion's refit
             refitting = pool.submit(_refit, loaded, frame, board)
             runtime.shutdown()
@@ -177,6 +178,8 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
             state.session.end(status="FAILED")
         raise
     finally:
+        if head is not None:
+            head.driver.stop()  # no more trials on the driver once tuning ended, however it ended
         runtime.shutdown()
     session.end(status="FINISHED")
     return result
@@ -229,20 +232,20 @@ def _open(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold], start: _St
     return open_session(loaded, frame, folds, tune_path=start.tune_path)
 
 
-def _tune_while_opening(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold], features, metric,
-                        runtime: BackgroundRuntime, on_progress, start: _Start, state: _Progress) -> _TuneOutcome:
+def _tune_while_opening(loaded: LoadedSpec, frame: pd.DataFrame, head: HeadStart, runtime: BackgroundRuntime,
+                        on_progress, start: _Start, state: _Progress) -> _TuneOutcome:
     """Tune while the session's MLflow runs open (loading MLflow's store takes about 2 s on one core,
     as long as Tune takes to start the first trials); trial runs are written once those exist."""
     with ThreadPoolExecutor(1, thread_name_prefix="raymlx-session") as pool:
-        opening = pool.submit(_open, loaded, frame, folds, start)
+        opening = pool.submit(_open, loaded, frame, head.folds, start)
         try:
-            with _phase("waiting for Ray"):
+            with phase("waiting for Ray"):
                 started_ray = runtime.wait()
-            with _phase("sharing features"):
-                share_features(features)
+            with phase("sharing features"):
+                share_features(head.features)
             checkpoint()  # a Ctrl-C dropped while Ray started stops here, before any trial
-            with _phase("tuning"), trial_actor_env(inherited=started_ray):
-                progress = _tune(loaded.spec, features, metric, loaded.base_dir, opening, on_progress, start, state)
+            with phase("tuning"), trial_actor_env(inherited=started_ray):
+                progress = _tune(loaded.spec, head, opening, on_progress, start, state)
         except BaseException:
             failed = opening.exception()
             if failed is not None:
@@ -260,7 +263,7 @@ def _refit(loaded: LoadedSpec, frame: pd.DataFrame, board: list[LeaderboardRow])
     best = champion_row(board, baseline_may_win=loaded.spec.baseline_spec.may_win)
     if best is None:
         return None
-    with _phase("champion refit"):
+    with phase("champion refit"):
         return refit(loaded, frame, best)
 
 
@@ -275,7 +278,7 @@ def _register(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold], board:
     if best is None or predictor is None:  # every trial failed
         return ExperimentResult(board, None, None, None, session.session_id, session.tracking_uri,
                                 session.experiment_id, baseline=baseline, beats_baseline=beats_baseline(board))
-    with _phase("champion registration"):
+    with phase("champion registration"):
         champion = register_champion(loaded, frame, best, metric=metric, folds=folds,
                                      tracking_uri=session.tracking_uri, run_id=session.session_id,
                                      experiment_id=session.experiment_id, force_promote=force_promote,
@@ -283,14 +286,6 @@ def _register(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold], board:
     return ExperimentResult(board, champion.model, champion.uri, champion.version, session.session_id,
                             session.tracking_uri, session.experiment_id, champion.decision.promote,
                             champion.decision.reason, baseline, beats_baseline(board))
-
-
-@contextmanager
-def _phase(name: str):
-    """Log how long a phase of the experiment took (shown with --verbose)."""
-    started = time.perf_counter()
-    yield
-    logger.info("%s: %.2f s", name, time.perf_counter() - started)
 
 
 @dataclass
@@ -312,31 +307,29 @@ def _concurrency(spec: Spec) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1) // smallest))
 
 
-def _tune(spec, features, metric, base_dir, runs: Future, on_progress, start: _Start,
-          state: _Progress) -> _TuneOutcome:
+def _tune(spec: Spec, head: HeadStart, runs: Future, on_progress, start: _Start, state: _Progress) -> _TuneOutcome:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # progress is ours to show; Tune's reporter stays quiet
     # MLflow is the record: of Tune's per-trial files keep only result.json (its results read it back);
     # the CSV and TensorBoard writers cost time on every trial.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # a failed trial reports no score
-    searches = {name: model_searcher(m.search, metric=metric.name, mode=metric.mode) for name, m in spec.models.items()}
-    searcher = ModelSearcher(searches, metric=metric.name, mode=metric.mode)
-    plans = {name: ModelPlan(m.model, m.pipeline, dict(m.params), m.max_failures) for name, m in spec.models.items()}
-    context = TrialContext(plans, features, spec.metric_spec.name, metric.mode, base_dir)
-    progress = ProgressCallback({n: b for n, (_, b) in searches.items()}, metric=metric.name, mode=metric.mode,
-                                on_update=on_progress, retries={n: p.max_failures for n, p in plans.items()})
+    metric, searcher, context, budgets = head.metric, head.searcher, head.context, head.budgets
+    progress = ProgressCallback(budgets, metric=metric.name, mode=metric.mode, on_update=on_progress,
+                                retries={n: p.max_failures for n, p in context.models.items()})
     state.models = progress.models
-    mlflow_callback = TrialRunCallback(runs=runs, tracking_uri=resolve_tracking_uri(spec.tracking.uri, base_dir),
+    mlflow_callback = TrialRunCallback(runs=runs, tracking_uri=resolve_tracking_uri(spec.tracking.uri,
+                                                                                    context.base_dir),
                                        experiment_name=spec.experiment_name, resume=start.earlier is not None)
     storage, _, name = start.tune_path.rpartition("/")
     try:
         with _interruption() as interrupted:
-            callbacks = [KeepBestPredictions(metric=metric.name, mode=metric.mode), mlflow_callback, progress,
-                         ResultJsonLogger()]
+            # The driver's results go in first; Tune restores saved callback states by position: progress stays third.
+            callbacks = [head.driver, KeepBestPredictions(metric=metric.name, mode=metric.mode), progress,
+                         mlflow_callback, ResultJsonLogger()]
             if state.on_model_end is not None and not start.restore:  # restored trials end in no callback
-                callbacks.append(ModelEndCallback({n: b for n, (_, b) in searches.items()}, hook=state.on_model_end,
+                callbacks.append(ModelEndCallback(budgets, hook=state.on_model_end,
                                                   flushed=mlflow_callback.flushed, runs=runs, spec=spec,
-                                                  features=features, metric=metric.name, mode=metric.mode))
+                                                  features=head.features, metric=metric.name, mode=metric.mode))
             if start.restore:  # Tuner.restore would bring back the callbacks pickled with the run, not these
                 analysis = tune.run(
                     _trainable(context, spec), name=name, storage_path=storage, search_alg=searcher,

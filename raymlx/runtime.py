@@ -107,6 +107,7 @@ class BackgroundRuntime:
         self._started, self._shut = False, False
         self._error: BaseException | None = None
         self._watchdog: Watchdog | None = None
+        self._local = not cluster_address(runtime, address)
         _exit_on_sigterm()  # what ray.init does when it runs in the main thread
         self._thread = threading.Thread(target=self._hold, args=(runtime, address, base_dir, verbose),
                                         name="raymlx-ray-runtime", daemon=True)
@@ -122,6 +123,11 @@ class BackgroundRuntime:
         finally:
             self._ready.set()
         self._released.wait()
+
+    @property
+    def local(self) -> bool:
+        """Whether the run has a local runtime of its own (it joins no cluster)."""
+        return self._local
 
     def wait(self) -> bool:
         """Block until Ray is up.

@@ -9,6 +9,7 @@ keeps the budget of each model exact.
 from __future__ import annotations
 
 import pickle
+import threading
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from raymlx._result import failure_of
+from raymlx._result import DRIVER_TRIAL_KEY, failure_of
 from raymlx.space import decode, distributions, grid_points
 from raymlx.spec import SearchSpec
 
@@ -64,7 +65,9 @@ class ModelSearcher(Searcher):
     Among models equally far through their budgets, the one whose trials have
     taken longest goes first, so short trials fill the end of the run instead of
     one long trial running alone there. A trial's config is
-    ``{"model": name, "params": {...}}``.
+    ``{"model": name, "params": {...}}``. A configuration evaluated outside Tune, by the driver
+    (:meth:`suggest_new`, then :meth:`evaluated`, from another thread), is handed to Tune's next
+    trial before any new one; while one is being evaluated, the run is not finished.
     """
 
     def __init__(self, searches: dict[str, tuple[Searcher | None, int]], *, metric: str, mode: str) -> None:
@@ -74,6 +77,16 @@ class ModelSearcher(Searcher):
         self._suggested = dict.fromkeys(searches, 0)
         self._seconds: dict[str, list[float]] = {name: [] for name in searches}
         self._owner: dict[str, str] = {}
+        self._evaluated: list[dict] = []  # configurations evaluated outside Tune, for Tune's next trials
+        self._replayed: set[str] = set()  # Tune's trials given one of those: their search knows the result
+        self._pending: dict[str, dict] = {}  # configurations being evaluated outside Tune, by trial id
+        self._lock = threading.RLock()  # the driver's evaluations ask from a thread of their own
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state, _lock=threading.RLock())
 
     @property
     def total_trials(self) -> int:
@@ -83,6 +96,25 @@ class ModelSearcher(Searcher):
         return True  # each model's search was configured when it was made
 
     def suggest(self, trial_id: str) -> dict | str | None:  # type: ignore[override]  # Searcher.FINISHED is a str
+        with self._lock:
+            if self._evaluated:
+                replay = self._evaluated.pop(0)
+                self._owner[trial_id] = replay["model"]
+                self._replayed.add(trial_id)
+                return replay
+            config = self._new(trial_id)
+            return None if config == Searcher.FINISHED and self._pending else config
+
+    def suggest_new(self, trial_id: str) -> dict | str | None:
+        """A configuration to evaluate outside Tune, then hand to :meth:`evaluated`: ``None`` or
+        ``Searcher.FINISHED`` as :meth:`suggest` answers."""
+        with self._lock:
+            config = self._new(trial_id)
+            if isinstance(config, dict):
+                self._pending[trial_id] = config
+            return config
+
+    def _new(self, trial_id: str) -> dict | str | None:
         open_models = [n for n in self._searches if self._suggested[n] < self._budgets[n]]
         if not open_models:
             return Searcher.FINISHED
@@ -104,12 +136,29 @@ class ModelSearcher(Searcher):
         seconds = self._seconds[name]
         return self._suggested[name] / self._budgets[name], -(sum(seconds) / len(seconds) if seconds else 0.0)
 
+    def evaluated(self, trial_id: str, config: dict, result: dict, *, seconds: float, marker: dict) -> None:
+        """Tell the model's search the result of a configuration :meth:`suggest` gave ``trial_id`` that was
+        evaluated outside Tune, and hand it with ``marker`` (under ``DRIVER_TRIAL_KEY``) to Tune's next trial,
+        whose result is then that evaluation's (the search is not told twice)."""
+        with self._lock:
+            self._seconds[config["model"]].append(seconds)
+            self.on_trial_complete(trial_id, result)
+            self._evaluated.append({**config, DRIVER_TRIAL_KEY: marker})
+            self._pending.pop(trial_id, None)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         searcher = self._searcher_of(trial_id)
-        if searcher is not None and failure_of(result) is None:
-            searcher.on_trial_result(trial_id, result)
+        if searcher is not None and failure_of(result) is None and trial_id not in self._replayed:
+            with self._lock:
+                searcher.on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._replayed:
+            return
+        with self._lock:
+            self._complete(trial_id, result, error)
+
+    def _complete(self, trial_id: str, result: dict | None, error: bool) -> None:
         searcher = self._searcher_of(trial_id)
         if result and "time_this_iter_s" in result and trial_id in self._owner:
             self._seconds[self._owner[trial_id]].append(float(result["time_this_iter_s"]))
@@ -121,10 +170,22 @@ class ModelSearcher(Searcher):
     def get_state(self) -> dict:
         """Every model's search (its sampler's random state included) and what was handed out: a search
         restored from it suggests what the uninterrupted one would have."""
-        return {key: getattr(self, key) for key in ("_searches", "_budgets", "_suggested", "_seconds", "_owner")}
+        return {key: getattr(self, key) for key in ("_searches", "_budgets", "_suggested", "_seconds", "_owner",
+                                                   "_evaluated", "_replayed", "_pending")}
 
     def set_state(self, state: dict) -> None:
+        """Restore :meth:`get_state`'s; configurations the driver was still evaluating go to Tune's next trials."""
         vars(self).update(state)
+        self._pending = dict(self._pending)
+        for trial_id in list(self._pending):
+            self.release(trial_id)
+
+    def release(self, trial_id: str) -> None:
+        """Hand a configuration :meth:`suggest_new` gave out, but whose evaluation never ended, to Tune's next trial."""
+        with self._lock:
+            config = self._pending.pop(trial_id, None)
+            if config is not None:
+                self._evaluated.append(config)
 
     def save(self, checkpoint_path: str) -> None:
         """Tune saves the searcher with its experiment state (``raymlx tune --resume`` restores it)."""

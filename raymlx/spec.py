@@ -67,6 +67,9 @@ class RuntimeSpec(SpecModel):
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray runtime; default: all.")
     object_store_memory_mb: int = Field(512, ge=78, description="Object store size of the local Ray runtime, in MiB.")
     max_concurrent_trials: int | None = Field(None, ge=1, description="Trials running at once across all models; default: as CPUs allow.")
+    trials_on_driver: bool = Field(True, description="While a local Ray runtime starts, evaluate the first "
+                                   "configuration in the raymlx process (still a trial and a child run); false: "
+                                   "every trial in Ray's workers.")
 
 
 class StepSpec(SpecModel):

@@ -11,13 +11,13 @@ import numpy as np
 import ray
 from ray import tune
 
-from raymlx._result import ERROR_KEY, FAILED_KEY, NODE_KEY, PREDICTIONS_KEY
+from raymlx._result import DRIVER_TRIAL_KEY, ERROR_KEY, FAILED_KEY, NODE_KEY, PREDICTIONS_KEY
 from raymlx.metrics import get_metric, predict_for, score_predictions
 from raymlx.models.base import MODEL_PACKAGE, build_model
 from raymlx.pipeline import FoldData
 from raymlx.registry import resolve
 
-__all__ = ["ModelPlan", "TrialContext", "evaluate", "run_trial", "fold_metric_key", "std_metric_key"]
+__all__ = ["ModelPlan", "TrialContext", "evaluate", "attempt", "run_trial", "fold_metric_key", "std_metric_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ class TrialContext:
 
     ``folds`` holds each pipeline's features for every fold, computed once: a fold's
     :class:`~raymlx.pipeline.FoldData`, or a reference to it in Ray's object store, where every trial
-    reads it in place (one fold at a time).
+    reads it in place (one fold at a time). With ``results_on_driver``, a trial given a configuration the
+    driver evaluated (see :mod:`raymlx.head_start`) fits nothing: the driver puts that result in its report.
     """
 
     models: dict[str, ModelPlan]
@@ -46,6 +47,7 @@ class TrialContext:
     metric_name: str
     metric_mode: Literal["min", "max"]
     base_dir: str
+    results_on_driver: bool = False
 
 
 def std_metric_key(metric: str) -> str:
@@ -102,18 +104,24 @@ def _keep(kept: dict, model: Any, metric, predicted: np.ndarray, X) -> None:
         kept.setdefault("proba", []).append(np.asarray(proba))
 
 
-def run_trial(config: dict[str, Any], context: TrialContext) -> None:
-    """Tune entry point: evaluate, retrying up to the model's ``max_failures``, then report.
-
-    A configuration that still raises is reported as a failed result (see :mod:`raymlx._result`).
-    """
-    plan = context.models[config["model"]]
-    for attempt in range(plan.max_failures + 1):
+def attempt(context: TrialContext, model_name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """:func:`evaluate`, retried up to the model's ``max_failures``; a configuration that still raises gives a
+    failed result (see :mod:`raymlx._result`)."""
+    plan = context.models[model_name]
+    for attempt_no in range(plan.max_failures + 1):
         try:
-            result = evaluate(context, config["model"], config["params"])
-            break
+            return evaluate(context, model_name, params)
         except Exception as exc:
-            logger.warning("trial of %s failed (attempt %d of %d)", config["model"], attempt + 1,
+            logger.warning("trial of %s failed (attempt %d of %d)", model_name, attempt_no + 1,
                            plan.max_failures + 1, exc_info=True)
-            result = {FAILED_KEY: 1.0, ERROR_KEY: f"{type(exc).__name__}: {exc}"}
-    tune.report({**result, NODE_KEY: ray.get_runtime_context().get_node_id()})
+            failed = {FAILED_KEY: 1.0, ERROR_KEY: f"{type(exc).__name__}: {exc}"}
+    return failed
+
+
+def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    """Tune entry point: :func:`attempt` the configuration and report (a result the driver holds is its own)."""
+    node = {NODE_KEY: ray.get_runtime_context().get_node_id()}
+    if config.get(DRIVER_TRIAL_KEY) and context.results_on_driver:
+        tune.report(node)  # the driver evaluated it: raymlx.head_start.DriverTrials fills the result in
+        return
+    tune.report({**attempt(context, config["model"], config["params"]), **node})

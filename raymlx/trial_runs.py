@@ -13,11 +13,13 @@ from ray.tune.result import TIMESTEPS_TOTAL
 from ray.tune.utils import flatten_dict
 
 from raymlx import _compat
-from raymlx._result import PREDICTIONS_KEY, error_summary, failure_of
+from raymlx._result import DRIVER_TRIAL_KEY, PREDICTIONS_KEY, error_summary, failure_of
 from raymlx.recovery import trial_runs_of
 from raymlx.tracking import ERROR_TAG, MODEL_TAG, ROLE_TAG, SESSION_TAG, TRIAL_ID_TAG, SessionRuns
 
-__all__ = ["TrialRunCallback"]
+__all__ = ["TrialRunCallback", "EVALUATED_ON_TAG"]
+
+EVALUATED_ON_TAG = "raymlx.evaluated_on"  # "driver" on the run of a trial the driver evaluated while Ray started
 
 
 class TrialRunCallback(MLflowLoggerCallback):
@@ -71,15 +73,21 @@ class TrialRunCallback(MLflowLoggerCallback):
             self.runs.result()  # the session's runs could not be opened: stop here, not after every trial
         tags = {**(self.tags or {}), ROLE_TAG: "trial", MODEL_TAG: trial.config["model"], "trial_name": str(trial),
                 TRIAL_ID_TAG: trial.trial_id}
-        params = [Param(k, str(v)) for k, v in flatten_dict(trial.config).items()]
+        # Evaluated by the driver while Ray started: its run keeps those times (a resumed session evaluates again).
+        evaluated = None if self.resume else trial.config.get(DRIVER_TRIAL_KEY)
+        if evaluated:
+            tags[EVALUATED_ON_TAG] = "driver"
+        config = {k: v for k, v in trial.config.items() if k != DRIVER_TRIAL_KEY}
+        params = [Param(k, str(v)) for k, v in flatten_dict(config).items()]
         self._open.add(trial)
-        self._submit(self._start_run, trial, tags, params, _now_ms())
+        self._submit(self._start_run, trial, tags, params, evaluated["started_ms"] if evaluated else _now_ms())
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         # Tune's trial id is random hex: an all-digit one would be logged as a "metric".
-        # Predictions (the report's out-of-fold rows) are no metric.
+        # Predictions (the report's out-of-fold rows) are no metric, nor is the driver's evaluation marker.
         values = _compat.mlflow_metrics(self.mlflow_util, flatten_dict({k: v for k, v in result.items()
                                                                         if k not in ("trial_id", PREDICTIONS_KEY)}))
+        values = {k: v for k, v in values.items() if not k.startswith(f"config/{DRIVER_TRIAL_KEY}/")}
         step = result.get(TIMESTEPS_TOTAL) or result[TRAINING_ITERATION]
         now = _now_ms()
         self._submit(self._log, trial, [Metric(k, v, now, step) for k, v in values.items()], [])
@@ -87,7 +95,8 @@ class TrialRunCallback(MLflowLoggerCallback):
     def log_trial_end(self, trial, failed: bool = False) -> None:
         error = failure_of(trial.last_result) or (error_summary(trial) if failed else None)
         self._open.discard(trial)
-        self._submit(self._end_run, trial, error, _now_ms())
+        evaluated = None if self.resume else trial.config.get(DRIVER_TRIAL_KEY)
+        self._submit(self._end_run, trial, error, evaluated["ended_ms"] if evaluated else _now_ms())
 
     def flushed(self) -> Future:
         """A future done once every write asked for so far is done (the writer keeps their order)."""

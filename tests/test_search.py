@@ -10,6 +10,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from raymlx._result import DRIVER_TRIAL_KEY
 from raymlx.search import ModelSearcher, model_searcher
 from raymlx.space import distributions, grid_points
 from raymlx.spec import SearchSpec
@@ -281,3 +282,30 @@ def test_among_models_equally_through_their_budgets_the_slowest_goes_first():
     for i, seconds in enumerate([0.1, 5.0, 1.0]):
         searcher.on_trial_complete(f"t{i}", {"rmse": 1.0, "time_this_iter_s": seconds})
     assert [searcher.suggest(f"u{i}")["model"] for i in range(3)] == ["slow", "medium", "quick"]
+
+
+def test_a_configuration_evaluated_outside_tune_goes_to_tunes_next_trial_and_its_search_is_told_once():
+    first, second = Scripted([{"x": 1}, {"x": 2}]), Scripted([{"y": 1}])
+    searcher = ModelSearcher({"first": (first, 2), "second": (second, 1)}, metric=METRIC, mode="min")
+    config = searcher.suggest_new("driver_0")
+    assert config == {"model": "first", "params": {"x": 1}}
+    searcher.evaluated("driver_0", config, {METRIC: 3.0}, seconds=2.0, marker={"index": 0})
+    assert first.completed == [("driver_0", {METRIC: 3.0}, False)]  # told at once
+    restored = ModelSearcher({"first": (first, 2), "second": (second, 1)}, metric=METRIC, mode="min")
+    restored.set_state(searcher.get_state())  # Tune saves the searcher with its state: the queue too
+    given = [restored.suggest(f"t{i}") for i in range(4)]
+    assert given[0] == {**config, DRIVER_TRIAL_KEY: {"index": 0}}  # before any new configuration
+    assert [c["model"] for c in given[1:3]] == ["second", "first"] and given[3] == Searcher.FINISHED
+    for i in range(3):
+        restored.on_trial_result(f"t{i}", {METRIC: 1.0})
+        restored.on_trial_complete(f"t{i}", result={METRIC: 1.0})
+    assert [t for t, _, _ in first.completed] == ["driver_0", "t2"]  # the replay is not told again
+    assert [t for t, _ in first.results] == ["t2"]
+
+
+def test_while_the_driver_evaluates_the_last_configuration_the_run_waits_and_a_released_one_goes_to_tune():
+    searcher = ModelSearcher({"only": (Scripted([{"x": 1}]), 1)}, metric=METRIC, mode="min")
+    config = searcher.suggest_new("driver_0")
+    assert searcher.suggest("t0") is None  # not FINISHED: that evaluation's trial is still to come
+    searcher.release("driver_0")  # its evaluation raised beyond a failed fit
+    assert searcher.suggest("t1") == config and searcher.suggest("t2") == Searcher.FINISHED

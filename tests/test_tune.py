@@ -246,6 +246,7 @@ def broken(X, y, *, strength=1.0):
 CONCURRENT = """
 name: concurrent
 baseline: false  # this test counts runs and trials: no baseline row among them
+runtime: {trials_on_driver: false}  # this test counts fits at once: every fit in one of the runtime's 2 CPUs
 task: regression
 data: {uri: data/diabetes.csv, target: progression}
 validation: {folds: 2}
