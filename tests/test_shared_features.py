@@ -27,6 +27,7 @@ data: {uri: data/diabetes.csv, target: progression}
 validation: {strategy: kfold, folds: 2}
 metric: {name: rmse}
 tracking: {uri: "sqlite:///mlflow.db"}
+runtime: {trials_on_driver: false}  # every trial in the runtime's workers, which read the shared folds
 models:
   recorded:
     model: recorder.py:train
