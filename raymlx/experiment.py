@@ -340,6 +340,10 @@ def _concurrency(spec: Spec) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1) // smallest))
 
 
+# A trial reports once: stopping it on that result spares the call that would only hear its function return.
+_ONE_RESULT = {TRAINING_ITERATION: 1}
+
+
 def _tune(spec, features, metric, base_dir, runs: Future, on_progress, start: _Start,
           state: _Progress) -> _TuneOutcome:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # progress is ours to show; Tune's reporter stays quiet
@@ -369,14 +373,16 @@ def _tune(spec, features, metric, base_dir, runs: Future, on_progress, start: _S
                 analysis = tune.run(
                     _trainable(context, spec), name=name, storage_path=storage, search_alg=searcher,
                     num_samples=searcher.total_trials, reuse_actors=True, max_concurrent_trials=_concurrency(spec),
-                    callbacks=callbacks, verbose=0, raise_on_failed_trial=False, resume_config=tune.ResumeConfig())
+                    callbacks=callbacks, verbose=0, raise_on_failed_trial=False, resume_config=tune.ResumeConfig(),
+                    stop=_ONE_RESULT)
                 results = tune.ResultGrid(analysis)
             else:
                 results = tune.Tuner(
                     _trainable(context, spec),
                     tune_config=tune.TuneConfig(search_alg=searcher, num_samples=searcher.total_trials,
                                                 reuse_actors=True, max_concurrent_trials=_concurrency(spec)),
-                    run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks),
+                    run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks,
+                                              stop=_ONE_RESULT),
                 ).fit()
     finally:
         failed_writes = mlflow_callback.close()
