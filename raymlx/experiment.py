@@ -354,7 +354,8 @@ def _tune(spec, features, metric, base_dir, runs: Future, on_progress, start: _S
     searches = {name: model_searcher(m.search, metric=metric.name, mode=metric.mode) for name, m in spec.models.items()}
     searcher = ModelSearcher(searches, metric=metric.name, mode=metric.mode)
     plans = {name: ModelPlan(m.model, m.pipeline, dict(m.params), m.max_failures) for name, m in spec.models.items()}
-    context = TrialContext(plans, features, spec.metric_spec.name, metric.mode, base_dir)
+    context = TrialContext(plans, features, spec.metric_spec.name, metric.mode, base_dir,
+                           keep_predictions=spec.report.enabled)  # only the report reads them
     progress = ProgressCallback({n: b for n, (_, b) in searches.items()}, metric=metric.name, mode=metric.mode,
                                 on_update=on_progress, retries={n: p.max_failures for n, p in plans.items()})
     state.models = progress.models

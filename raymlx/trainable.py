@@ -38,7 +38,9 @@ class TrialContext:
 
     ``folds`` holds each pipeline's features for every fold, computed once: a fold's
     :class:`~raymlx.pipeline.FoldData`, or a reference to it in Ray's object store, where every trial
-    reads it in place (one fold at a time).
+    reads it in place (one fold at a time). ``keep_predictions``: whether trials report their
+    predictions of the validation rows (the report's out-of-fold predictions; a classifier's
+    probabilities are a second pass over the rows, as long as its fit on cheap models).
     """
 
     models: dict[str, ModelPlan]
@@ -46,6 +48,7 @@ class TrialContext:
     metric_name: str
     metric_mode: Literal["min", "max"]
     base_dir: str
+    keep_predictions: bool = True
 
 
 def std_metric_key(metric: str) -> str:
@@ -61,7 +64,8 @@ def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> 
 
     Returns:
         The mean score under the metric's name, its spread, each fold's score and fit time, and
-        each fold's predictions under ``PREDICTIONS_KEY`` (the report's out-of-fold predictions).
+        (with ``context.keep_predictions``) each fold's predictions under ``PREDICTIONS_KEY`` (the
+        report's out-of-fold predictions).
     """
     plan = context.models[model_name]
     reference = resolve(plan.reference, base_dir=context.base_dir, default_package=MODEL_PACKAGE)
@@ -75,9 +79,12 @@ def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> 
         predicted = predict_for(metric, model, fold.X_valid)
         labels = getattr(model, "classes_", None)
         scores.append(score_predictions(metric, predicted, fold.y_valid, labels=labels))
-        _keep(kept, model, metric, predicted, fold.X_valid)
+        if context.keep_predictions:
+            _keep(kept, model, metric, predicted, fold.X_valid)
     result = {metric.name: float(np.mean(scores)), std_metric_key(metric.name): float(np.std(scores)),
-              "fit_time_s": time.perf_counter() - started, PREDICTIONS_KEY: kept}
+              "fit_time_s": time.perf_counter() - started}
+    if context.keep_predictions:
+        result[PREDICTIONS_KEY] = kept
     result.update({fold_metric_key(metric.name, i): s for i, s in enumerate(scores)})
     return result
 
