@@ -81,8 +81,9 @@ def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> 
         scores.append(score_predictions(metric, predicted, fold.y_valid, labels=labels))
         if context.keep_predictions:
             _keep(kept, model, metric, predicted, fold.X_valid)
-    result = {metric.name: float(np.mean(scores)), std_metric_key(metric.name): float(np.std(scores)),
-              "fit_time_s": time.perf_counter() - started}
+    result: dict[str, Any] = {metric.name: float(np.mean(scores)),
+                              std_metric_key(metric.name): float(np.std(scores)),
+                              "fit_time_s": time.perf_counter() - started}
     if context.keep_predictions:
         result[PREDICTIONS_KEY] = kept
     result.update({fold_metric_key(metric.name, i): s for i, s in enumerate(scores)})
