@@ -363,7 +363,7 @@ def _tune(spec, features, metric, base_dir, runs: Future, on_progress, start: _S
                                        experiment_name=spec.experiment_name, resume=start.earlier is not None)
     storage, _, name = start.tune_path.rpartition("/")
     try:
-        with _interruption() as interrupted:
+        with _interruption() as interrupted, _compat.keep_starting_actors():
             callbacks = [KeepBestPredictions(metric=metric.name, mode=metric.mode), mlflow_callback, progress,
                          ResultJsonLogger()]
             if state.on_model_end is not None and not start.restore:  # restored trials end in no callback
