@@ -49,7 +49,7 @@ def _run(tmp_path: Path, name: str) -> tuple[list[int], list[int]]:
         run_config=tune.RunConfig(name=name, storage_path=str(tmp_path / "ray_results"), verbose=0),
     ).fit()
     started = [json.loads(line)["started"] for line in log.read_text().splitlines()]
-    return [results[i].metrics["pid"] for i in range(len(results))], started
+    return [(results[i].metrics or {})["pid"] for i in range(len(results))], started
 
 
 def test_a_starting_actor_is_not_killed_for_a_cached_one(ray_runtime, tmp_path):
