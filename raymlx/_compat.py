@@ -25,7 +25,7 @@ import ray
 
 __all__ = ["CHECKED_RAY", "private_apis", "stop_monitor", "prompt_node_wait", "loopback_node", "lean_local_node",
            "tune_actor_env_defaults", "empty_sqlite_store", "serve_target_groups", "versioned_deployment", "mlflow_metrics", "MAX_METRICS_PER_BATCH",
-           "MAX_PARAMS_PER_BATCH", "object_store_usage"]
+           "MAX_PARAMS_PER_BATCH", "object_store_usage", "keep_starting_actors"]
 
 logger = logging.getLogger(__name__)
 
@@ -311,6 +311,39 @@ def mlflow_metrics(util: Any, values: dict[str, Any]) -> dict[str, float]:
 
 
 # What each guarded use needs: (module, attribute path) pairs, and for versioned deployments a keyword.
+@contextlib.contextmanager
+def keep_starting_actors() -> Iterator[None]:
+    """While Tune runs: a trial whose actor is still starting waits for it, and a finished trial's actor
+    goes to a trial that has none.
+
+    Tune (2.60) gives a finished trial's cached actor to a pending trial whose own actor is still
+    starting, and kills that one. With trials shorter than an actor's start (a worker's imports,
+    2 s or more), that repeats for the whole run: every new actor is killed before it is ready,
+    one actor runs every trial one after the other, and the dying ones take CPU. On the cheap-trial
+    benchmark that was half the runs (90 trials in one worker, 8 to 9 workers started and killed;
+    the other runs: 2 workers). Fallback: Tune's own choice.
+    """
+    module = _module_with("ray.tune.execution.tune_controller", "TuneController", "keeping starting actors")
+    original = getattr(getattr(module, "TuneController", None), "_maybe_reuse_cached_actor", None)
+    if original is None:
+        yield
+        return
+
+    def maybe_reuse(controller: Any, trial: Any) -> bool:
+        try:
+            starting = trial in controller._trial_to_actor and trial not in controller._resetting_trials
+        except AttributeError as exc:
+            _fallback("keeping starting actors", exc)
+            starting = False
+        return False if starting else original(controller, trial)
+
+    module.TuneController._maybe_reuse_cached_actor = maybe_reuse
+    try:
+        yield
+    finally:
+        module.TuneController._maybe_reuse_cached_actor = original
+
+
 _NEEDS: dict[str, list[tuple[str, str]]] = {
     "stop_monitor": [("ray._private.ray_constants", "PROCESS_TYPE_MONITOR"), ("ray._private.worker", "_global_node")],
     "prompt_node_wait": [("ray._private.services", "get_node"), ("ray._raylet", "GcsClient")],
@@ -324,6 +357,7 @@ _NEEDS: dict[str, list[tuple[str, str]]] = {
     "versioned_deployment": [("ray.serve.deployment", "Deployment.options")],
     "mlflow_metrics": [("ray.air._internal.mlflow", "_MLflowLoggerUtil._parse_dict")],
     "empty_sqlite_store": [("mlflow.store.db.utils", "_initialize_tables")],
+    "keep_starting_actors": [("ray.tune.execution.tune_controller", "TuneController._maybe_reuse_cached_actor")],
     "object_store_usage": [("ray._private.internal_api", "get_memory_info_reply"),
                            ("ray._private.internal_api", "get_state_from_address")],
 }

@@ -307,6 +307,10 @@ def _concurrency(spec: Spec) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1) // smallest))
 
 
+# A trial reports once: stopping it on that result spares the call that would only hear its function return.
+_ONE_RESULT = {TRAINING_ITERATION: 1}
+
+
 def _tune(spec: Spec, head: HeadStart, runs: Future, on_progress, start: _Start, state: _Progress) -> _TuneOutcome:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # progress is ours to show; Tune's reporter stays quiet
     # MLflow is the record: of Tune's per-trial files keep only result.json (its results read it back);
@@ -322,7 +326,7 @@ def _tune(spec: Spec, head: HeadStart, runs: Future, on_progress, start: _Start,
                                        experiment_name=spec.experiment_name, resume=start.earlier is not None)
     storage, _, name = start.tune_path.rpartition("/")
     try:
-        with _interruption() as interrupted:
+        with _interruption() as interrupted, _compat.keep_starting_actors():
             # The driver's results go in first; Tune restores saved callback states by position: progress stays third.
             callbacks = [head.driver, KeepBestPredictions(metric=metric.name, mode=metric.mode), progress,
                          mlflow_callback, ResultJsonLogger()]
@@ -334,14 +338,16 @@ def _tune(spec: Spec, head: HeadStart, runs: Future, on_progress, start: _Start,
                 analysis = tune.run(
                     _trainable(context, spec), name=name, storage_path=storage, search_alg=searcher,
                     num_samples=searcher.total_trials, reuse_actors=True, max_concurrent_trials=_concurrency(spec),
-                    callbacks=callbacks, verbose=0, raise_on_failed_trial=False, resume_config=tune.ResumeConfig())
+                    callbacks=callbacks, verbose=0, raise_on_failed_trial=False, resume_config=tune.ResumeConfig(),
+                    stop=_ONE_RESULT)
                 results = tune.ResultGrid(analysis)
             else:
                 results = tune.Tuner(
                     _trainable(context, spec),
                     tune_config=tune.TuneConfig(search_alg=searcher, num_samples=searcher.total_trials,
                                                 reuse_actors=True, max_concurrent_trials=_concurrency(spec)),
-                    run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks),
+                    run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks,
+                                              stop=_ONE_RESULT),
                 ).fit()
     finally:
         failed_writes = mlflow_callback.close()

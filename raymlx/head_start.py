@@ -92,7 +92,8 @@ def head_start(loaded: LoadedSpec, frame: pd.DataFrame, *, trials_on_driver: boo
     on_driver = trials_on_driver and spec.runtime.trials_on_driver and not any(m.resources.gpu
                                                                               for m in spec.models.values())
     context = TrialContext(plans, features, spec.metric_spec.name, metric.mode, loaded.base_dir,
-                           results_on_driver=on_driver)
+                           results_on_driver=on_driver,
+                           keep_predictions=spec.report.enabled)  # only the report reads the predictions
     driver = DriverTrials(searcher, context, limit=_ON_DRIVER if on_driver else 0)
     return HeadStart(loaded, folds, baseline, features, metric, {n: b for n, (_, b) in searches.items()}, searcher,
                      context, driver)

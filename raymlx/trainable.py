@@ -40,6 +40,9 @@ class TrialContext:
     :class:`~raymlx.pipeline.FoldData`, or a reference to it in Ray's object store, where every trial
     reads it in place (one fold at a time). With ``results_on_driver``, a trial given a configuration the
     driver evaluated (see :mod:`raymlx.head_start`) fits nothing: the driver puts that result in its report.
+    ``keep_predictions``: whether trials report their predictions of the validation rows (the report's
+    out-of-fold predictions; a classifier's probabilities are a second pass over the rows, as long as its
+    fit on cheap models).
     """
 
     models: dict[str, ModelPlan]
@@ -48,6 +51,7 @@ class TrialContext:
     metric_mode: Literal["min", "max"]
     base_dir: str
     results_on_driver: bool = False
+    keep_predictions: bool = True
 
 
 def std_metric_key(metric: str) -> str:
@@ -63,7 +67,8 @@ def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> 
 
     Returns:
         The mean score under the metric's name, its spread, each fold's score and fit time, and
-        each fold's predictions under ``PREDICTIONS_KEY`` (the report's out-of-fold predictions).
+        (with ``context.keep_predictions``) each fold's predictions under ``PREDICTIONS_KEY`` (the
+        report's out-of-fold predictions).
     """
     plan = context.models[model_name]
     reference = resolve(plan.reference, base_dir=context.base_dir, default_package=MODEL_PACKAGE)
@@ -77,10 +82,14 @@ def evaluate(context: TrialContext, model_name: str, params: dict[str, Any]) -> 
         predicted = predict_for(metric, model, fold.X_valid)
         labels = getattr(model, "classes_", None)
         scores.append(score_predictions(metric, predicted, fold.y_valid, labels=labels))
-        _keep(kept, model, metric, predicted, fold.X_valid)
+        if context.keep_predictions:
+            _keep(kept, model, metric, predicted, fold.X_valid)
         del fold, model  # the object store may release this fold before the next one is read
-    result = {metric.name: float(np.mean(scores)), std_metric_key(metric.name): float(np.std(scores)),
-              "fit_time_s": time.perf_counter() - started, PREDICTIONS_KEY: kept}
+    result: dict[str, Any] = {metric.name: float(np.mean(scores)),
+                              std_metric_key(metric.name): float(np.std(scores)),
+                              "fit_time_s": time.perf_counter() - started}
+    if context.keep_predictions:
+        result[PREDICTIONS_KEY] = kept
     result.update({fold_metric_key(metric.name, i): s for i, s in enumerate(scores)})
     return result
 

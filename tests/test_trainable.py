@@ -115,3 +115,17 @@ def test_train_function_that_returns_no_model(folds):
     message = "train function 'train_nothing' must return an object with predict(X), got int"
     with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
         evaluate(ctx, "broken", {})
+
+
+def test_predictions_are_kept_only_when_asked_and_scores_do_not_change():
+    X, y = make_classification(n_samples=90, n_features=4, random_state=3)
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"]).assign(y=np.array(["neg", "pos"])[y])
+    folds = {None: folds_of(frame, "classification", Pipeline([]))}
+    plan = ModelPlan("unit_code.py:train_logistic", None, {"C": 0.5})
+    kept = evaluate(context(folds, "accuracy", "max", logistic=plan), "logistic", {})
+    lean = evaluate(TrialContext({"logistic": plan}, folds, "accuracy", "max", str(UNIT), keep_predictions=False),
+                    "logistic", {})
+    assert [len(p) for p in kept["predictions"]["proba"]] == [len(f.y_valid) for f in folds[None]]
+    assert "predictions" not in lean
+    assert {k: v for k, v in lean.items() if k != "fit_time_s"} == {
+        k: v for k, v in kept.items() if k not in ("fit_time_s", "predictions")}

@@ -323,11 +323,14 @@ def test_running_trials_at_once_changes_nothing_that_is_logged(ray_runtime, proj
     # What mlflow.set_experiment leaves in the environment must not steer raymlx's runs elsewhere.
     monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "0")
     (project / "specs.yaml").write_text(textwrap.dedent(SAME_EITHER_WAY))
+    # Without the report, trials keep no predictions: what MLflow holds is the same.
     one_by_one = load_spec(project / "specs.yaml", overrides=["runtime.max_concurrent_trials=1",
-                                                              "tracking.experiment=one-by-one"])
+                                                              "tracking.experiment=one-by-one", "report.enabled=false"])
     at_once = load_spec(project / "specs.yaml", overrides=["tracking.experiment=at-once"])
     slow, fast = (run_experiment(s, validate(s)) for s in (one_by_one, at_once))
     assert len(_logged(fast)) == 8
     assert _logged(fast) == _logged(slow)
+    assert all(row.predictions for row in fast.leaderboard)
+    assert not any(row.predictions for row in slow.leaderboard)
     metric_keys = {k for r in _runs(fast, "trial") for k in r.data.metrics}
     assert {"rmse", "rmse_std", "rmse_fold0", "rmse_fold2", "fit_time_s"} <= metric_keys

@@ -88,17 +88,21 @@ def _first_trial_at(log: Path, logged: float) -> float:
     return said[0] if said else logged
 
 
+def _ratio(row: dict, rows: list[dict]) -> float:
+    """raymlx's wall time on the same models and search as ``row`` (the full set, or RandomizedSearchCV's
+    scikit-learn subset searched at random) over ``row``'s."""
+    ours = next((o["wall_s"] for o in rows if o["name"].startswith("raymlx") and o["models"] == row["models"]
+                 and o["algorithm"] == row["algorithm"]), math.nan)
+    return ours / row["wall_s"]
+
+
 def _table(rows: list[dict]) -> str:
     head = f"{'contender':40} {'wall s':>7} {'trials':>6} {'Σ fit s':>8} {'η':>5} {'ovh/trial s':>11} {'best':>7} {'peak MiB':>9} {'1st trial s':>11} {'raymlx ÷ it':>11}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        # Compared with raymlx on the same models and search: the full set, or RandomizedSearchCV's scikit-learn
-        # subset searched at random.
-        ours = next((o["wall_s"] for o in rows if o["name"].startswith("raymlx") and o["models"] == r["models"]
-                     and o["algorithm"] == r["algorithm"]), math.nan)
         lines.append(f"{r['name']:40} {r['wall_s']:7.1f} {r['trials']:6d} {r['fit_s']:8.1f} {r['efficiency']:5.2f} "
                      f"{r['overhead_per_trial_s']:11.2f} {r['best']:7.3f} {r['peak_mib']:9.0f} {r['first_trial_s']:11.1f} "
-                     f"{ours / r['wall_s']:11.2f}")
+                     f"{_ratio(r, rows):11.2f}")
     return "\n".join(lines)
 
 
@@ -158,6 +162,11 @@ def report(rows: list[dict], workload: str) -> None:
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; workload: {workload}, MLflow on sqlite")
     print(_table(rows))
     print("ratio column: wall time of raymlx on the same models / the contender's (below 1: raymlx is faster).")
+    others = [r for r in rows if not r["name"].startswith("raymlx") and not math.isnan(_ratio(r, rows))]
+    if others:
+        best = max(others, key=lambda r: _ratio(r, rows))
+        print(f"raymlx ÷ best alternative: {_ratio(best, rows):.2f} ({best['name']}); "
+              + ", ".join(f"÷ {r['name']}: {_ratio(r, rows):.2f}" for r in others))
 
 
 def main() -> None:
