@@ -60,7 +60,7 @@ class TrialRunCallback(MLflowLoggerCallback):
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="raymlx-mlflow")
         self._writes = []
         self._earlier: dict[str, str] | None = None if self.resume else {}  # trial id -> run id, read once
-        self._spare: dict[tuple, list[str]] = {}  # configuration -> runs of trials Tune's saved state lacks
+        self._spare: dict[tuple, list[str]] = {}  # (model, configuration) -> runs of trials Tune's saved state lacks
         self._restored: set[str] | None = None  # ids of the trials Tune restored
         self._open: set = set()  # trials started and not ended
 
@@ -119,7 +119,7 @@ class TrialRunCallback(MLflowLoggerCallback):
     def _start_run(self, trial, tags: dict[str, str], params: list[Param], started_ms: int) -> None:
         if trial not in self._trial_runs:
             runs = self.runs.result() if isinstance(self.runs, Future) else self.runs
-            earlier = self._earlier_runs(runs).get(trial.trial_id) or self._spare_run(params)
+            earlier = self._earlier_runs(runs).get(trial.trial_id) or self._spare_run(tags[MODEL_TAG], params)
             if earlier is not None:  # started before an interruption: the same run again
                 self._mlflow().update_run(earlier, status="RUNNING")
                 self._mlflow().set_tag(earlier, TRIAL_ID_TAG, trial.trial_id)
@@ -139,12 +139,17 @@ class TrialRunCallback(MLflowLoggerCallback):
             self._earlier = {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in found}
             for run in found:
                 if run.data.tags[TRIAL_ID_TAG] not in (self._restored or set()):
-                    self._spare.setdefault(tuple(sorted(run.data.params.items())), []).append(run.info.run_id)
+                    key = (run.data.tags.get(MODEL_TAG), tuple(sorted(run.data.params.items())))
+                    self._spare.setdefault(key, []).append(run.info.run_id)
         return self._earlier
 
-    def _spare_run(self, params: list[Param]) -> str | None:
-        spare = self._spare.get(tuple(sorted((p.key, p.value) for p in params)))
-        return spare.pop(0) if spare else None
+    def _spare_run(self, model: str, params: list[Param]) -> str | None:
+        """An earlier run of this configuration, else one of the model's runs killed before its parameters
+        were written (created, then the process was gone): either is this trial's run again."""
+        for key in ((model, tuple(sorted((p.key, p.value) for p in params))), (model, ())):
+            if spare := self._spare.get(key):
+                return spare.pop(0)
+        return None
 
     def _mlflow(self) -> MlflowClient:
         if self._client is None:

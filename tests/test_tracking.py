@@ -260,3 +260,42 @@ def test_a_resumed_session_writes_each_trial_to_the_run_it_had(store):
     found = MlflowClient(uri).search_runs([experiment_id], "tags.`raymlx.role` = 'trial'")
     assert sorted((r.info.run_name, r.info.status, r.data.tags["raymlx.trial_id"]) for r in found) == [
         ("a", "FINISHED", "a"), ("b", "FINISHED", "b"), ("c", "FINISHED", "c2")]
+
+
+def test_a_run_killed_before_its_parameters_were_written_is_its_trials_run_again(store):
+    """SIGKILL between a trial run's creation and the write of its parameters leaves a run with none. Resumed
+    with Tune's saved state lacking that trial, its configuration comes back under a new id and gets that
+    run again: one run per configuration, none left KILLED."""
+    from raymlx.tracking import start_runs
+    from raymlx.trial_runs import TrialRunCallback
+
+    uri, spec_dir = store
+    client = MlflowClient(uri)
+    experiment_id = ensure_experiment("bare", tracking_uri=uri, base_dir=spec_dir)
+    session, parents = start_runs(client, experiment_id, name="s", models=["ridge", "lasso"])
+    runs = SessionRuns(experiment_id, session, parents)
+    a = _Trial("a", {"model": "ridge", "params": {"alpha": 0}})
+    before = TrialRunCallback(runs=runs, tracking_uri=uri)
+    before.setup()
+    before.log_trial_start(a)
+    before.log_trial_result(1, a, {"rmse": 1.0, "training_iteration": 1})
+    before.log_trial_end(a)
+    assert before.close() == []
+    (logged,) = client.search_runs([experiment_id], "tags.`raymlx.role` = 'trial'")
+    for name, model in (("b", "ridge"), ("x", "lasso")):  # created, then the process was gone
+        tags = {**logged.data.tags, "raymlx.trial_id": name, "raymlx.model": model, "mlflow.runName": name,
+                "mlflow.parentRunId": parents[model]}
+        client.set_terminated(client.create_run(experiment_id, tags=tags, run_name=name).info.run_id, "KILLED")
+    after = TrialRunCallback(runs=runs, tracking_uri=uri, resume=True)
+    after.setup()
+    after.on_step_begin(0, [a])  # what Tune's saved state held
+    b_again = _Trial("b2", {"model": "ridge", "params": {"alpha": 1}})
+    after.log_trial_start(b_again)
+    after.log_trial_result(1, b_again, {"rmse": 2.0, "training_iteration": 1})
+    after.log_trial_end(b_again)
+    assert after.close() == []
+    found = {r.info.run_name: r for r in client.search_runs([experiment_id], "tags.`raymlx.role` = 'trial'")}
+    assert sorted(found) == ["a", "b", "x"]  # b's configuration took b's run, not the other model's x
+    assert (found["b"].info.status, found["b"].data.tags["raymlx.trial_id"]) == ("FINISHED", "b2")
+    assert (found["b"].data.params["model"], found["b"].data.params["params/alpha"]) == ("ridge", "1")
+    assert found["x"].info.status == "KILLED"
