@@ -310,7 +310,6 @@ def mlflow_metrics(util: Any, values: dict[str, Any]) -> dict[str, float]:
     return converted
 
 
-# What each guarded use needs: (module, attribute path) pairs, and for versioned deployments a keyword.
 @contextlib.contextmanager
 def keep_starting_actors() -> Iterator[None]:
     """While Tune runs: a trial whose actor is still starting waits for it, and a finished trial's actor
@@ -344,6 +343,7 @@ def keep_starting_actors() -> Iterator[None]:
         module.TuneController._maybe_reuse_cached_actor = original
 
 
+# What each guarded use needs: (module, attribute path) pairs, and for versioned deployments a keyword.
 _NEEDS: dict[str, list[tuple[str, str]]] = {
     "stop_monitor": [("ray._private.ray_constants", "PROCESS_TYPE_MONITOR"), ("ray._private.worker", "_global_node")],
     "prompt_node_wait": [("ray._private.services", "get_node"), ("ray._raylet", "GcsClient")],
