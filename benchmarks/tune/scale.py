@@ -105,7 +105,7 @@ class Timeline:
             p_rss, p_pss, p_shm = _memory(pid, os.sysconf("SC_PAGE_SIZE"))
             rss, pss, shm = rss + p_rss, pss + p_pss, shm + p_shm
             groups[_process_name(pid)] = groups.get(_process_name(pid), 0) + p_pss / 2**20
-            anon[_process_name(pid)] = anon.get(_process_name(pid), 0) + _private_pss(pid) / 2**20
+            anon[_process_name(pid)] = anon.get(_process_name(pid), 0) + _heap_pss(pid) / 2**20
             self._cpu[pid] = max(self._cpu.get(pid, 0.0), _cpu_seconds(pid))
             self._names[pid] = _process_name(pid)
         sample = {"t": round(now - self._first, 1), "pss": pss / 2**20, "rss": rss / 2**20, "shm": shm / 2**20,
@@ -119,7 +119,7 @@ class Timeline:
         return usage
 
 
-def _private_pss(pid: int) -> int:
+def _heap_pss(pid: int) -> int:
     """A process's anonymous memory's PSS in bytes (its heap: no library, no object store page)."""
     try:
         lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
