@@ -74,14 +74,19 @@ def prepare_frame(frame: pd.DataFrame, data: DataSpec, *, uri: str, forecasting:
     if data.columns is not None:
         keep = [c for c in [data.time_column, *data.columns, *data.future_columns, data.target] if c is not None]
         frame = frame[list(dict.fromkeys(keep))]
-    frame = frame.dropna(subset=[data.target])
+    if frame[data.target].isna().any():  # dropna copies the whole frame even when no row goes
+        frame = frame.dropna(subset=[data.target])
     if frame.empty:
         raise DataError(f"{uri}: no rows with a value in the target column '{data.target}'")
     if data.time_column is not None:
         frame = _parse_time(frame, data.time_column, uri)
         if forecasting:
             frame = frame.set_index(data.time_column).sort_index()
-    return frame.reset_index(drop=True) if not forecasting else frame
+    if forecasting:
+        return frame
+    frame = frame.copy(deep=False)  # rows numbered 0..n-1 on the same columns: reset_index copies every one
+    frame.index = pd.RangeIndex(len(frame))
+    return frame
 
 
 def row_place(uri: str, row: object, *, named: bool = True) -> str:

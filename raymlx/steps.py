@@ -57,9 +57,13 @@ def _on_float_columns(frame: pd.DataFrame, per_column: dict,
     positions, present = _positions(frame, per_column)
     rows = [np.atleast_1d(np.asarray(per_column[c], dtype=float)) for c in present]
     params = np.stack(rows) if rows else np.empty((0, 2))  # no such column: nothing to compute
-    values = values.copy()
-    values[:, positions] = compute(values[:, positions], params)
-    return pd.DataFrame(values, index=frame.index, columns=frame.columns, copy=False)
+    if positions == list(range(values.shape[1])):  # every column (the usual case): no copy to pick them out
+        result = np.empty(values.shape)  # row-major, as the copy below: the same layout downstream
+        result[...] = compute(values, params)
+    else:
+        result = values.copy()
+        result[:, positions] = compute(result[:, positions], params)
+    return pd.DataFrame(result, index=frame.index, columns=frame.columns, copy=False)
 
 
 class FillMissing:

@@ -69,6 +69,9 @@ def test_scale_benchmark_runs(tmp_path):
     timeline = rows[0]["timeline"]  # where the peak happens: samples in time, PSS by process
     assert len(timeline) >= 3 and [s["t"] for s in timeline] == sorted(s["t"] for s in timeline), timeline
     assert max(s.get("store", 0) for s in timeline) > 0 and any(len(s["pss_by_process"]) > 2 for s in timeline)
+    assert all(s["anon_pss_by_process"].keys() == s["pss_by_process"].keys() for s in timeline)
+    # CPU seconds of the whole tree, Ray's processes included: more than the trials' fits alone
+    assert rows[0]["cpu_s"] > rows[0]["fit_s"] and "raylet" in rows[0]["cpu_by_process"], rows[0]["cpu_by_process"]
 
 
 @pytest.mark.slow

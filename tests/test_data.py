@@ -8,6 +8,7 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -223,3 +224,14 @@ def test_duplicate_times_only_among_rows_without_target_are_fine(project):
         project / "data" / "dup_dropped.csv", index=False)
     frame = load(project, uri="data/dup_dropped.csv", time_column="date", forecasting=True)
     assert frame.index.is_unique and len(frame) == 4
+
+
+def test_complete_rows_are_kept_without_a_copy_of_the_data():
+    """Rows that all have a target keep their columns' memory (a data set of a million rows is not copied twice
+    more before its features are computed), numbered 0..n-1 whatever their index was; the file's frame stays as
+    it was."""
+    raw = COMPLETE.drop(columns="date").set_axis([10, 11, 12, 13])
+    frame = prepare_frame(raw, DataSpec(uri="x.csv", target="sales"), uri="x.csv", forecasting=False)
+    pd.testing.assert_frame_equal(frame, COMPLETE.drop(columns="date"))
+    assert all(np.shares_memory(frame[c].to_numpy(), raw[c].to_numpy()) for c in frame.columns)
+    assert list(raw.index) == [10, 11, 12, 13]

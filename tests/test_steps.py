@@ -252,3 +252,14 @@ def test_float_frames_get_the_numbers_of_mixed_frames(frame, step):
         pd.testing.assert_frame_equal(floats, mixed, check_exact=True)
         pd.testing.assert_frame_equal(part, before, check_exact=True)
         assert floats.index.equals(part.index) and list(floats.columns) == list(part.columns)
+
+
+def test_a_step_on_every_column_lays_its_output_out_as_on_some():
+    """Scaling every column skips picking them out, yet gives the block in the same memory order as scaling some:
+    models are handed the same arrays (a different order can change the last bits of their results)."""
+    frame = pd.DataFrame(np.random.default_rng(2).normal(size=(50, 3)), columns=["a", "b", "c"])
+    every = StandardScale().fit(frame).transform(frame)
+    some = StandardScale(columns=["a", "b"]).fit(frame).transform(frame)
+    assert every.to_numpy().flags.c_contiguous == some.to_numpy().flags.c_contiguous
+    assert every._mgr.blocks[0].values.flags.f_contiguous == some._mgr.blocks[0].values.flags.f_contiguous
+    np.testing.assert_array_equal(every[["a", "b"]].to_numpy(), some[["a", "b"]].to_numpy())

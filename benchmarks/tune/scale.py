@@ -78,24 +78,63 @@ class Timeline:
         self.samples: list[dict[str, float]] = []
         self._store = store
         self._first: float | None = None
+        self._cpu: dict[int, float] = {}  # pid -> its user + system CPU seconds, as last seen
+        self._names: dict[int, str] = {}  # pid -> its name, as last seen
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the process tree used, every process's as last sampled: a measure of the
+        work done that the machine's other load changes little (the last second of each process is missed)."""
+        return sum(self._cpu.values())
+
+    @property
+    def cpu_by_process(self) -> dict[str, float]:
+        """:attr:`cpu_s` by process name (a Ray worker's name as last seen: its last task)."""
+        found: dict[str, float] = {}
+        for pid, seconds in self._cpu.items():
+            found[self._names[pid]] = round(found.get(self._names[pid], 0.0) + seconds, 1)
+        return found
 
     def __call__(self, root: int) -> dict[str, int]:
         now = time.time()
         self._first = self._first or now
         groups: dict[str, float] = {}
+        anon: dict[str, float] = {}
         rss = pss = shm = 0
         for pid in tree_pids(root):
             p_rss, p_pss, p_shm = _memory(pid, os.sysconf("SC_PAGE_SIZE"))
             rss, pss, shm = rss + p_rss, pss + p_pss, shm + p_shm
             groups[_process_name(pid)] = groups.get(_process_name(pid), 0) + p_pss / 2**20
+            anon[_process_name(pid)] = anon.get(_process_name(pid), 0) + _heap_pss(pid) / 2**20
+            self._cpu[pid] = max(self._cpu.get(pid, 0.0), _cpu_seconds(pid))
+            self._names[pid] = _process_name(pid)
         sample = {"t": round(now - self._first, 1), "pss": pss / 2**20, "rss": rss / 2**20, "shm": shm / 2**20,
-                  "pss_by_process": {name: round(v) for name, v in groups.items()}}
+                  "pss_by_process": {name: round(v) for name, v in groups.items()},
+                  "anon_pss_by_process": {name: round(v) for name, v in anon.items()}}
         self.samples.append(sample)
         if not self._store:
             return {}
         usage = object_store(root)
         sample.update({name: value / 2**20 for name, value in usage.items()})
         return usage
+
+
+def _heap_pss(pid: int) -> int:
+    """A process's anonymous memory's PSS in bytes (its heap: no library, no object store page)."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) * 1024 for line in lines if line.startswith("Pss_Anon:")), 0)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU seconds so far (its reaped children's left out: they are sampled themselves)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _process_name(pid: int) -> str:
@@ -145,7 +184,8 @@ def _measure(rows: int, trials: int, only: list[str] | None, workdir: Path, meas
         row = _contender(label, before, after, spec, workdir / f"rows{rows}-runs", parallel, ("rmse", "min"), trials,
                          f"scale-{rows}", list(MODELS), None, env=env, probe=timeline)
         measured.append({**row, "rows": rows, "data_mib": data_bytes / 2**20, "load": os.getloadavg()[1],
-                         "timeline": timeline.samples})
+                         "cpu_s": timeline.cpu_s,
+                         "cpu_by_process": timeline.cpu_by_process, "timeline": timeline.samples})
         print(f"{rows} rows, {label}: {row['wall_s']:.1f} s, {row['peak_pss_mib']:.0f} MiB", file=sys.stderr,
               flush=True)
         if save:  # after each contender: a long run stopped early keeps what it measured
@@ -153,15 +193,18 @@ def _measure(rows: int, trials: int, only: list[str] | None, workdir: Path, meas
 
 
 def _table(rows: list[dict]) -> str:
-    head = (f"{'rows':>9} {'data MiB':>8} {'contender':28} {'wall s':>7} {'Σ fit s':>8} {'best':>8} {'RSS Σ MiB':>9} "
-            f"{'PSS MiB':>8} {'shm MiB':>8} {'store MiB':>9} {'spilled MiB':>11} {'raymlx ÷ it':>11} {'load':>5}")
+    head = (f"{'rows':>9} {'data MiB':>8} {'contender':28} {'wall s':>7} {'CPU s':>7} {'Σ fit s':>8} {'best':>8} "
+            f"{'RSS Σ MiB':>9} {'PSS MiB':>8} {'shm MiB':>8} {'store MiB':>9} {'spilled MiB':>11} {'raymlx ÷ it':>11} "
+            f"{'CPU ÷ it':>8} {'load':>5}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        ours = next((o["wall_s"] for o in rows if o["rows"] == r["rows"] and o["name"] == "raymlx tune"), float("nan"))
-        lines.append(f"{r['rows']:9d} {r['data_mib']:8.0f} {r['name']:28} {r['wall_s']:7.1f} {r['fit_s']:8.1f} "
+        ours = next((o for o in rows if o["rows"] == r["rows"] and o["name"] == "raymlx tune"), None)
+        wall, cpu = (ours["wall_s"], ours["cpu_s"]) if ours else (float("nan"), float("nan"))
+        lines.append(f"{r['rows']:9d} {r['data_mib']:8.0f} {r['name']:28} {r['wall_s']:7.1f} {r['cpu_s']:7.1f} "
+                     f"{r['fit_s']:8.1f} "
                      f"{r['best']:8.3f} {r['peak_mib']:9.0f} {r['peak_pss_mib']:8.0f} {r['shm_mib']:8.0f} "
                      f"{r.get('store_mib', 0):9.0f} {r.get('spilled_mib', 0):11.0f} "
-                     f"{ours / r['wall_s']:11.2f} {r.get('load', float('nan')):5.1f}")
+                     f"{wall / r['wall_s']:11.2f} {cpu / r['cpu_s']:8.2f} {r.get('load', float('nan')):5.1f}")
     return "\n".join(lines)
 
 
@@ -171,17 +214,19 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=3, help="trials per model")
     parser.add_argument("--only", nargs="*", default=None, help="contenders to run: raymlx optuna1 randomized")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keep", type=Path, help="work in this new folder, kept (each contender's log: out.log)")
     args = parser.parse_args()
     rows, before = [], os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            _measure(size, args.trials, args.only, Path(tmp), rows, args.json)
+            _measure(size, args.trials, args.only, args.keep or Path(tmp), rows, args.json)
     load = os.getloadavg()
     print(f"machine: {platform.machine()}, {CORES} cores, Python {platform.python_version()}; load average "
           f"{before[0]:.2f} before, {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} after; workload: {len(MODELS)} "
           f"regressors x {args.trials} trials, 3 folds, {COLUMNS} columns, MLflow on sqlite")
     print(_table(rows))
     print("ratio column: wall time of raymlx on the same data / the contender's (below 1: raymlx is faster); "
+          "CPU ÷ it: the same for the CPU seconds of the process trees; "
           "load: the 5-minute load average as the contender ended.")
 
 
