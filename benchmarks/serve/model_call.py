@@ -86,8 +86,8 @@ def main() -> None:
     request_model, _ = predict_models(model.columns, max_records=10, classes=None)
     frame = records_frame(request_model.model_validate_json(body).records, model.columns)
 
-    async def predict(served, rows):
-        return answer(served, rows)
+    async def predict(served, records):
+        return answer_batch(served, [records])[0]
 
     app = BodyLimit(build_app(model, predict, limits=Limits()), 1 << 20)
     one = asgi_call(app, body)

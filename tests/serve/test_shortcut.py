@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sklearn.linear_model import Ridge
 
-from raymlx.serve.app import BATCH_SIZE_HEADER, BodyLimit, Limits, answer, build_app
+from raymlx.serve.app import BATCH_SIZE_HEADER, BodyLimit, Limits, answer_batch, build_app
 from raymlx.serve.model import ServedModel, resolve_model
 from raymlx.steps import FillMissing, StandardScale
 from tests.serve.conftest import TARGET, register, tabular
@@ -51,8 +51,11 @@ def apps(store, diabetes):
     register(store, "shortcut", predictor, diabetes.drop(columns=[TARGET]).head(5))
     model = ServedModel.load(resolve_model("models:/shortcut@champion", tracking_uri=store))
 
-    async def predict(served, frame):
-        return answer(served, frame)
+    async def predict(served, records):
+        result = answer_batch(served, [records])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     shortcut = build_app(model, predict, limits=Limits(max_records=10))
     fastapi_app, reached = shortcut.app, []
