@@ -171,3 +171,39 @@ def test_the_gap_never_exceeds_the_wait(gap_s):
     batcher = Batcher(lambda items: items, max_size=4, wait_s=gap_s, gap_s=0.5, in_flight=lambda: 1,
                       returning=lambda: 0)
     assert batcher.gap_s == gap_s
+
+
+def test_the_replica_app_tells_which_connections_were_answered_and_when_a_request_leaves():
+    from raymlx.serve.deployment import _SwappableApp
+
+    app = _SwappableApp(1 << 10, returning_s=5.0)
+    seen, left = [], []
+    app.on_leave = lambda: left.append(app.in_flight)
+
+    async def model_app(scope, receive, send):
+        seen.append((app.in_flight, len(app.returning)))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    app.current = model_app
+
+    async def request(port: int) -> None:
+        scope = {"type": "http", "method": "POST", "path": "/predict", "headers": [], "client": ("127.0.0.1", port)}
+        messages = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+        async def receive():
+            return messages.pop()
+
+        async def send(message):
+            pass
+
+        await app(scope, receive, send)
+
+    async def main():
+        await request(5001)
+        await request(5002)
+        await request(5001)  # the first connection sends again: no longer one that may come back
+
+    asyncio.run(main())
+    assert seen == [(1, 0), (1, 1), (1, 1)]
+    assert left == [0, 0, 0] and len(app.returning) == 2
