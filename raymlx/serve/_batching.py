@@ -4,11 +4,12 @@ A batch is answered at once when it is full (``max_size``), or when it holds eve
 request the replica has and no client answered a moment ago is still to send its next
 one: a lone client is never held back. Requests the replica has that have not reached
 the batch yet (being read, parsed) are waited for up to ``wait_s`` after the batch's
-first request. Clients answered a moment ago (within ``wait_s``, see :class:`Returning`)
-are waited for while requests keep coming: until ``gap_s`` passes without one (and at
-most ``wait_s`` in all). Clients in a closed loop get their answers a little apart and
-send their next requests a little apart; answering the first of them alone would cost
-a model call each, and a one-row model call costs about as much as a 16-row one.
+first request. Clients answered a moment ago (within ``wait_s``) by a model call they
+shared with others (see :class:`Returning`) are waited for while requests keep coming:
+until ``gap_s`` passes without one (and at most ``wait_s`` in all). Clients in a closed
+loop get their answers a little apart and send their next requests a little apart;
+answering the first of them alone would cost a model call each, and a one-row model
+call costs about as much as a 16-row one.
 
 The calls run on the replica's event loop (the model call holds the GIL anyway):
 each request's coroutine awaits its own answer.

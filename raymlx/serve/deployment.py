@@ -9,6 +9,7 @@ Requests already running finish on the old model; none is refused.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import logging
@@ -38,13 +39,18 @@ FAST_AUTOSCALING = {"upscale_delay_s": 2.0, "downscale_delay_s": 20.0, "look_bac
                     "metrics_interval_s": 0.5}
 
 
+# Per request: whether its model call answered other requests too (its client may come back with them).
+_SHARED: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("raymlx_shared_call", default=None)
+
+
 class _SwappableApp:
     """The ASGI app of the replica: the body limit, then whichever model app is current.
 
     It counts the HTTP requests in flight and keeps which connections were answered a
-    moment ago, so that a batch stops waiting once it holds every request this replica
-    has and may soon have (see :mod:`raymlx.serve._batching`), and calls ``on_leave`` as
-    each request ends. And it closes about one keep-alive
+    moment ago by a model call they shared with others, so that a batch stops waiting once
+    it holds every request this replica has and may soon have (see
+    :mod:`raymlx.serve._batching`), and calls ``on_leave`` as each request ends. A client
+    answered alone is not waited for: sparse clients never wait for one another. And it closes about one keep-alive
     connection in ``RECONNECT_EVERY`` responses: the relay balances connections, so
     clients that reconnect now and then spread over the replicas the autoscaler adds.
     """
@@ -76,11 +82,15 @@ class _SwappableApp:
         connection = scope.get("client")
         self.returning.arrived(connection)
         self.in_flight += 1
+        shared = [False]  # set by ChampionServer._predict when the request's model call answered others too
+        token = _SHARED.set(shared)
         try:
             await self._guarded(scope, receive, send)
         finally:
+            _SHARED.reset(token)
             self.in_flight -= 1
-            self.returning.answered(connection)
+            if shared[0]:
+                self.returning.answered(connection)
             self.on_leave()  # a batch waiting for this request may stop waiting
 
 
@@ -112,7 +122,11 @@ class ChampionServer:
         logger.info("serving %s", ref.pinned_uri)
 
     async def _predict(self, model: ServedModel, records: list) -> Answer:
-        return await self._batcher.submit((model, records))
+        result = await self._batcher.submit((model, records))
+        shared = _SHARED.get()
+        if shared is not None and result.batch_size > 1:
+            shared[0] = True
+        return result
 
 
 def _answer_batch(items: list[tuple[ServedModel, list]]) -> Sequence[Answer | ModelInputError]:

@@ -173,8 +173,8 @@ def test_the_gap_never_exceeds_the_wait(gap_s):
     assert batcher.gap_s == gap_s
 
 
-def test_the_replica_app_tells_which_connections_were_answered_and_when_a_request_leaves():
-    from raymlx.serve.deployment import _SwappableApp
+def test_the_replica_app_tells_which_connections_a_shared_call_answered_and_when_a_request_leaves():
+    from raymlx.serve.deployment import _SHARED, _SwappableApp
 
     app = _SwappableApp(1 << 10, returning_s=5.0)
     seen, left = [], []
@@ -182,6 +182,8 @@ def test_the_replica_app_tells_which_connections_were_answered_and_when_a_reques
 
     async def model_app(scope, receive, send):
         seen.append((app.in_flight, len(app.returning)))
+        shared = _SHARED.get()
+        shared[0] = scope["client"][1] != 5003  # what ChampionServer._predict sets: answered with others or alone
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
@@ -203,7 +205,8 @@ def test_the_replica_app_tells_which_connections_were_answered_and_when_a_reques
         await request(5001)
         await request(5002)
         await request(5001)  # the first connection sends again: no longer one that may come back
+        await request(5003)  # answered alone: not one to wait for
 
     asyncio.run(main())
-    assert seen == [(1, 0), (1, 1), (1, 1)]
-    assert left == [0, 0, 0] and len(app.returning) == 2
+    assert seen == [(1, 0), (1, 1), (1, 1), (1, 2)]
+    assert left == [0, 0, 0, 0] and len(app.returning) == 2
