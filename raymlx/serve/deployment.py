@@ -9,19 +9,17 @@ Requests already running finish on the old model; none is refused.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import hashlib
 import json
 import logging
 import math
 import random
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ray import serve
 
 from raymlx import _compat
-from raymlx.serve._batching import Batcher, Returning
 from raymlx.serve.app import Answer, BodyLimit, Limits, ModelInputError, answer_batch, build_app
 from raymlx.serve.model import ModelRef, ServedModel
 from raymlx.spec import ServeSpec
@@ -39,29 +37,22 @@ FAST_AUTOSCALING = {"upscale_delay_s": 2.0, "downscale_delay_s": 20.0, "look_bac
                     "metrics_interval_s": 0.5}
 
 
-# Per request: whether its model call answered other requests too (its client may come back with them).
-_SHARED: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("raymlx_shared_call", default=None)
-
-
 class _SwappableApp:
     """The ASGI app of the replica: the body limit, then whichever model app is current.
 
-    It counts the HTTP requests in flight and keeps which connections were answered a
-    moment ago by a model call they shared with others, so that a batch stops waiting once
-    it holds every request this replica has and may soon have (see
-    :mod:`raymlx.serve._batching`), and calls ``on_leave`` as each request ends. A client
-    answered alone is not waited for: sparse clients never wait for one another. And it closes about one keep-alive
-    connection in ``RECONNECT_EVERY`` responses: the relay balances connections, so
-    clients that reconnect now and then spread over the replicas the autoscaler adds.
+    It counts the HTTP requests in flight, so that a batch stops waiting once it
+    holds every request this replica has (see :func:`_batch_size`). And it closes
+    about one keep-alive connection in ``RECONNECT_EVERY`` responses: the relay
+    balances connections, so clients that reconnect now and then spread over the
+    replicas the autoscaler adds.
     """
 
     RECONNECT_EVERY = 200
 
-    def __init__(self, max_body_bytes: int, returning_s: float) -> None:
+    def __init__(self, max_body_bytes: int, max_batch_size: int) -> None:
         self.current: Any = None
         self.in_flight = 0
-        self.returning = Returning(returning_s)
-        self.on_leave: Callable[[], None] = lambda: None
+        self.max_batch_size = max_batch_size
         self._guarded = BodyLimit(self._dispatch, max_body_bytes)
         self._random = random.Random()
 
@@ -79,19 +70,18 @@ class _SwappableApp:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             return  # the model apps have no startup work; Serve runs the replica's own
-        connection = scope.get("client")
-        self.returning.arrived(connection)
         self.in_flight += 1
-        shared = [False]  # set by ChampionServer._predict when the request's model call answered others too
-        token = _SHARED.set(shared)
         try:
             await self._guarded(scope, receive, send)
         finally:
-            _SHARED.reset(token)
             self.in_flight -= 1
-            if shared[0]:
-                self.returning.answered(connection)
-            self.on_leave()  # a batch waiting for this request may stop waiting
+
+
+def _batch_size(items: list) -> int:
+    """Requests in a batch, or "full" once it holds every request in flight in the replica:
+    waiting longer could only delay them (a lone request is answered at once)."""
+    app = items[0][2]
+    return app.max_batch_size if len(items) >= app.in_flight else len(items)
 
 
 @serve.ingress()
@@ -100,13 +90,10 @@ class ChampionServer:
 
     def __init__(self, limits: dict, batching: dict) -> None:
         self._limits = Limits(**limits)
-        wait_s = batching["batch_wait_timeout_s"]
-        self._asgi = _SwappableApp(self._limits.max_body_bytes, returning_s=wait_s)
+        self._asgi = _SwappableApp(self._limits.max_body_bytes, batching["max_batch_size"])
         self._model: ServedModel | None = None
-        self._batcher: Batcher[tuple[ServedModel, list]] = Batcher(
-            _answer_batch, max_size=batching["max_batch_size"], wait_s=wait_s,
-            in_flight=lambda: self._asgi.in_flight, returning=lambda: len(self._asgi.returning))
-        self._asgi.on_leave = self._batcher.check
+        self._predict_batch.set_max_batch_size(batching["max_batch_size"])  # type: ignore[attr-defined]  # @serve.batch's
+        self._predict_batch.set_batch_wait_timeout_s(batching["batch_wait_timeout_s"])  # type: ignore[attr-defined]
 
     def __serve_build_asgi_app__(self):
         return self._asgi
@@ -122,19 +109,19 @@ class ChampionServer:
         logger.info("serving %s", ref.pinned_uri)
 
     async def _predict(self, model: ServedModel, records: list) -> Answer:
-        result = await self._batcher.submit((model, records))
-        shared = _SHARED.get()
-        if shared is not None and result.batch_size > 1:
-            shared[0] = True
+        result = await self._predict_batch((model, records, self._asgi))
+        if isinstance(result, ModelInputError):
+            raise result
         return result
 
-
-def _answer_batch(items: list[tuple[ServedModel, list]]) -> Sequence[Answer | ModelInputError]:
-    """One frame and one model call for the whole batch (requests that came in during a reload: one model each)."""
-    model = items[0][0]
-    if all(m is model for m, _ in items):
-        return answer_batch(model, [records for _, records in items])
-    return [answer_batch(m, [records])[0] for m, records in items]
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01, batch_size_fn=_batch_size)
+    async def _predict_batch(self, items: list[tuple[ServedModel, list, _SwappableApp]]) -> list:
+        """One frame and one model call for the whole batch (a request that fails alone gets its error; requests
+        that came in during a reload: one model each)."""
+        model = items[0][0]
+        if all(m is model for m, _, _ in items):
+            return list(answer_batch(model, [records for _, records, _ in items]))
+        return [answer_batch(m, [records])[0] for m, records, _ in items]
 
 
 @dataclass(frozen=True)
