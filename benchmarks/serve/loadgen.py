@@ -24,10 +24,16 @@ class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     errors: int = 0
+    batch_sizes: list[int] = field(default_factory=list)  # raymlx's x-raymlx-batch-size header, when sent
 
     @property
     def requests(self) -> int:
         return len(self.latencies_ms)
+
+    @property
+    def mean_batch_size(self) -> float:
+        """Requests per model call, averaged over requests (``nan`` when the server sends no such header)."""
+        return float(np.mean(self.batch_sizes)) if self.batch_sizes else float("nan")
 
     @property
     def rps(self) -> float:
@@ -44,8 +50,8 @@ def _request_bytes(url: str, body: bytes) -> tuple[str, int, bytes]:
     return parts.hostname, parts.port or 80, head.encode() + body
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """Read one response; returns its status and whether the server keeps the connection."""
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool, int | None]:
+    """Read one response; returns its status, whether the server keeps the connection, and its batch size."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
@@ -58,7 +64,8 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
             await reader.readexactly(size + 2)
             if size == 0:
                 break
-    return status, headers.get("connection", "").lower() != "close"
+    batch = headers.get("x-raymlx-batch-size")
+    return status, headers.get("connection", "").lower() != "close", int(batch) if batch else None
 
 
 async def _worker(host: str, port: int, payload: bytes, deadline: float, result: LoadResult) -> None:
@@ -69,8 +76,10 @@ async def _worker(host: str, port: int, payload: bytes, deadline: float, result:
                 reader, writer = await asyncio.open_connection(host, port)
             start = time.perf_counter()
             writer.write(payload)
-            status, keep = await _read_response(reader)
+            status, keep, batch = await _read_response(reader)
             result.latencies_ms.append((time.perf_counter() - start) * 1000)
+            if batch is not None:
+                result.batch_sizes.append(batch)
             result.statuses[status] = result.statuses.get(status, 0) + 1
             if not keep:
                 writer.close()
@@ -122,7 +131,8 @@ def main() -> None:
     result = run_load(args.url, args.body.read_bytes(), concurrency=args.concurrency, seconds=args.seconds,
                       warmup_s=0)
     print(json.dumps({"rps": result.rps, "p50_ms": result.percentile(50), "p99_ms": result.percentile(99),
-                      "statuses": result.statuses, "errors": result.errors, "requests": result.requests}))
+                      "statuses": result.statuses, "errors": result.errors, "requests": result.requests,
+                      "mean_batch_size": result.mean_batch_size}))
 
 
 if __name__ == "__main__":

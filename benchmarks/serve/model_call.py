@@ -8,7 +8,9 @@ this process, with ``time.thread_time`` (the best of ``--repeat`` rounds, micros
 * ``pyfunc.predict``: MLflow's own call (schema enforcement, then the champion);
 * ``served model call``: what a replica calls (``raymlx.serve.app.answer``: the model and JSON values);
 * ``ASGI /predict``: the replica's whole app on one request (body limit, parsing, the call, the answer),
-  without HTTP, Serve or the relay.
+  without HTTP, Serve or the relay;
+* ``batch of 16, a request``: a replica's batch of 16 one-row requests (one frame, one model call,
+  each request's answer), divided by 16.
 
 Run it with ``PYTHONPATH`` set to another checkout to compare two versions.
 """
@@ -32,7 +34,7 @@ sys.path.insert(0, str(HERE))
 
 from run import DATA, WORKLOADS, _row, make_champions  # noqa: E402
 
-from raymlx.serve.app import BodyLimit, Limits, answer, build_app, records_frame  # noqa: E402
+from raymlx.serve.app import BodyLimit, Limits, answer, answer_batch, build_app, records_frame  # noqa: E402
 from raymlx.serve.model import ServedModel, resolve_model  # noqa: E402
 from raymlx.serve.schema import predict_models  # noqa: E402
 
@@ -84,10 +86,11 @@ def main() -> None:
     model = ServedModel.load(resolve_model(f"models:/{WORKLOADS[args.workload]}@champion", tracking_uri=store))
     body = json.dumps({"records": [_row(pd.read_csv(DATA))]}).encode()
     request_model, _ = predict_models(model.columns, max_records=10, classes=None)
-    frame = records_frame(request_model.model_validate_json(body).records, model.columns)
+    records = request_model.model_validate_json(body).records
+    frame = records_frame(records, model.columns)
 
-    async def predict(served, rows):
-        return answer(served, rows)
+    async def predict(served, records):
+        return answer_batch(served, [records])[0]
 
     app = BodyLimit(build_app(model, predict, limits=Limits()), 1 << 20)
     one = asgi_call(app, body)
@@ -97,6 +100,8 @@ def main() -> None:
         "pyfunc.predict": best_of(lambda: model.pyfunc.predict(frame), number=100, repeat=args.repeat),
         "served model call": best_of(lambda: answer(model, frame), number=100, repeat=args.repeat),
         "ASGI /predict": best_of(lambda: loop.run_until_complete(one()), number=100, repeat=args.repeat),
+        "batch of 16, a request": best_of(lambda: answer_batch(model, [records] * 16), number=20,
+                                          repeat=args.repeat) / 16,
     }
     print(json.dumps({k: round(v, 1) for k, v in results.items()}))
 

@@ -145,16 +145,44 @@ def _row(frame: pd.DataFrame) -> dict:
     return frame.drop(columns=["progression"]).iloc[0].to_dict()
 
 
-def measure(workload: str, name: str, url: str, body: bytes, *, seconds: float) -> list[dict]:
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds used so far by process ``root`` and every process under it (Linux ``/proc``; ``nan`` elsewhere)."""
+    try:
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    children.setdefault(int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(
+                        int(entry.name))
+        total, todo = 0.0, [root]
+        while todo:
+            pid = todo.pop()
+            todo += children.get(pid, [])
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+    except OSError:
+        return float("nan")
+
+
+def measure(workload: str, name: str, url: str, body: bytes, *, seconds: float, server: int) -> list[dict]:
+    """Each concurrency after a 1 s warm-up: throughput, latency, batch size and the server's CPU a request
+    (all its processes, Ray's included: less disturbed by a loaded machine than latency)."""
     rows = []
     for concurrency in (1, 16):
-        result: LoadResult = run_load(url, body, concurrency=concurrency, seconds=seconds)
+        run_load(url, body, concurrency=concurrency, seconds=1.0, warmup_s=0)
+        before = tree_cpu_s(server)
+        result: LoadResult = run_load(url, body, concurrency=concurrency, seconds=seconds, warmup_s=0)
+        cpu_us = (tree_cpu_s(server) - before) / max(result.requests, 1) * 1e6
         ok = result.statuses.get(200, 0)
         rows.append({"workload": workload, "server": name, "concurrency": concurrency, "rps": ok / result.seconds,
                      "p50_ms": result.percentile(50), "p99_ms": result.percentile(99),
-                     "non_200": result.requests - ok + result.errors})
+                     "non_200": result.requests - ok + result.errors, "batch": result.mean_batch_size,
+                     "server_cpu_us": cpu_us})
         print(f"  {workload}, {name} c={concurrency}: {rows[-1]['rps']:.0f} req/s, p50 {rows[-1]['p50_ms']:.1f} ms, "
-              f"p99 {rows[-1]['p99_ms']:.1f} ms, non-200 {rows[-1]['non_200']}", file=sys.stderr, flush=True)
+              f"p99 {rows[-1]['p99_ms']:.1f} ms, non-200 {rows[-1]['non_200']}, server CPU {cpu_us:.0f} us a request",
+              file=sys.stderr, flush=True)
     return rows
 
 
@@ -217,15 +245,21 @@ def machine() -> str:
             f"ray {ray.__version__}, mlflow {mlflow.__version__}")
 
 
+def _batch(row: dict) -> str:
+    """Requests per model call, averaged over requests (raymlx's ``x-raymlx-batch-size``), or ``-``."""
+    batch = row.get("batch")
+    return "-" if batch is None or batch != batch else f"{batch:.1f}"
+
+
 def table(rows: list[dict]) -> str:
     uvicorn = {(r["workload"], r["concurrency"]): r["rps"] for r in rows if r["server"] == "FastAPI + uvicorn"}
-    lines = ["| workload | server | clients | req/s | p50 ms | p99 ms | vs uvicorn | non-200 |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| workload | server | clients | req/s | p50 ms | p99 ms | vs uvicorn | non-200 | batch | server CPU µs/req |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         base = uvicorn.get((r["workload"], r["concurrency"]))
         ratio = f"{r['rps'] / base:.2f}x" if base else "-"
         lines.append(f"| {r['workload']} | {r['server']} | {r['concurrency']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | "
-                     f"{r['p99_ms']:.1f} | {ratio} | {r['non_200']} |")
+                     f"{r['p99_ms']:.1f} | {ratio} | {r['non_200']} | {_batch(r)} | {r['server_cpu_us']:.0f} |")
     return "\n".join(lines)
 
 
@@ -249,6 +283,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="raymlx-serve-bench-"))
+    load_before = os.getloadavg()
     store = make_champions(work)
     row = _row(pd.read_csv(DATA))
     bodies = {"/predict": json.dumps({"records": [row]}).encode(),
@@ -260,10 +295,11 @@ def main() -> None:
         for name, start, path in (SERVERS[key] for key in args.servers):
             print(f"{workload}: {name} ...", file=sys.stderr, flush=True)
             port = _free_port("127.0.0.1")
-            with start(store, model, port, work):
-                rows += measure(workload, name, f"http://127.0.0.1:{port}{path}", bodies[path], seconds=args.seconds)
+            with start(store, model, port, work) as child:
+                rows += measure(workload, name, f"http://127.0.0.1:{port}{path}", bodies[path], seconds=args.seconds,
+                                server=child.pid)
     step = None if args.skip_autoscaling else autoscaling_step(store, _free_port("127.0.0.1"), work, bodies["/predict"])
-    print(f"machine: {machine()}\n")
+    print(f"machine: {machine()}; load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after\n")
     print(table(rows))
     if step:
         print(f"\nautoscaling (ridge+pipeline; max_replicas 2, target_ongoing_requests 2; load step 0 -> 16 clients): "

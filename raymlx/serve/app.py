@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,8 @@ from starlette.exceptions import HTTPException
 from raymlx.serve.model import ServedModel, to_json_values
 from raymlx.serve.schema import Column, error_responses, forecast_models, predict_models
 
-__all__ = ["BATCH_SIZE_HEADER", "Limits", "Answer", "ModelInputError", "build_app", "records_frame", "BodyLimit",
-           "PredictShortcut"]
+__all__ = ["BATCH_SIZE_HEADER", "Limits", "Answer", "ModelInputError", "answer", "answer_batch", "build_app",
+           "records_frame", "BodyLimit", "PredictShortcut"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class ModelInputError(ValueError):
     """The model refused rows that passed the schema (a 422 for the client)."""
 
 
-Predict = Callable[[ServedModel, pd.DataFrame], Awaitable[Answer]]
+# Answers a request's validated records; raises ModelInputError when they cannot be a table or be predicted.
+Predict = Callable[[ServedModel, list], Awaitable[Answer]]
 
 BATCH_SIZE_HEADER = "x-raymlx-batch-size"
 
@@ -105,6 +106,46 @@ def answer(model: ServedModel, frame: pd.DataFrame) -> Answer:
     return Answer(predictions, probabilities, model.ref.version)
 
 
+def answer_batch(model: ServedModel, requests: list[list]) -> Sequence[Answer | ModelInputError]:
+    """Answer several requests' validated records with one frame and one model call.
+
+    When the rows together cannot be made a table or predicted, each request is answered
+    alone, so that only a bad one fails; its error is returned in place of its answer.
+    """
+    if len(requests) > 1:
+        try:
+            whole = _answer_records(model, [record for records in requests for record in records])
+            return _split(whole, [len(records) for records in requests])
+        except ModelInputError:
+            pass
+    return [_answer_or_error(model, records) for records in requests]
+
+
+def _answer_records(model: ServedModel, records: list) -> Answer:
+    try:
+        frame = records_frame(records, model.columns)
+    except (ValueError, TypeError) as exc:  # e.g. times with and without a time zone
+        raise ModelInputError(f"cannot make a table of these records: {exc}") from exc
+    return answer(model, frame)
+
+
+def _answer_or_error(model: ServedModel, records: list) -> Answer | ModelInputError:
+    try:
+        return _answer_records(model, records)
+    except ModelInputError as exc:
+        return exc
+
+
+def _split(whole: Answer, sizes: list[int]) -> list[Answer]:
+    parts, start = [], 0
+    for size in sizes:
+        stop = start + size
+        proba = whole.probabilities[start:stop] if whole.probabilities is not None else None
+        parts.append(Answer(whole.predictions[start:stop], proba, whole.version, len(sizes)))
+        start = stop
+    return parts
+
+
 def _error(status: int, message: str, detail: Any = None, headers: dict | None = None) -> JSONResponse:
     body = {"error": message}
     if detail is not None:
@@ -145,7 +186,7 @@ def build_app(model: ServedModel, predict: Predict, *, limits: Limits) -> Predic
 
     Args:
         model: The loaded model.
-        predict: Answers a validated frame (the Serve deployment batches here).
+        predict: Answers a request's validated records (the Serve deployment batches here).
         limits: Size limits of a request.
     """
     meta = model.metadata
@@ -186,15 +227,10 @@ def _add_predict_route(app: FastAPI, model: ServedModel, predict: Predict,
     """Add ``POST /predict``; returns its request model and what answers a validated request."""
     request_model, response_model = predict_models(model.columns, max_records=limits.max_records,
                                                    classes=model.classes)
-    columns = model.columns
 
     async def respond(body) -> Response:
         try:
-            frame = records_frame(body.records, columns)
-        except (ValueError, TypeError) as exc:  # e.g. times with and without a time zone
-            return _error(422, f"cannot make a table of these records: {exc}")
-        try:
-            result = await predict(model, frame)
+            result = await predict(model, body.records)
         except ModelInputError as exc:
             return _error(422, str(exc))
         payload = {"predictions": result.predictions, "model_version": result.version}

@@ -11,8 +11,9 @@ import httpx
 import pytest
 from sklearn.linear_model import Ridge
 
-from raymlx.serve.app import BATCH_SIZE_HEADER, BodyLimit, Limits, answer, build_app
+from raymlx.serve.app import BATCH_SIZE_HEADER, BodyLimit, Limits, ModelInputError, answer_batch, build_app
 from raymlx.serve.model import ServedModel, resolve_model
+from raymlx.serve.schema import predict_models
 from raymlx.steps import FillMissing, StandardScale
 from tests.serve.conftest import TARGET, register, tabular
 
@@ -44,15 +45,23 @@ APP = [  # handed to the app
 
 
 @pytest.fixture(scope="module")
-def apps(store, diabetes):
-    """The app of a champion that fills gaps and scales, as a replica runs it (body limit, shortcut, FastAPI app); the
-    same FastAPI app without the shortcut; and the requests that reached the FastAPI app."""
+def model(store, diabetes) -> ServedModel:
+    """A champion that fills gaps and scales, loaded as a replica loads it."""
     predictor = tabular(diabetes, Ridge(), steps=[FillMissing(), StandardScale()])
     register(store, "shortcut", predictor, diabetes.drop(columns=[TARGET]).head(5))
-    model = ServedModel.load(resolve_model("models:/shortcut@champion", tracking_uri=store))
+    return ServedModel.load(resolve_model("models:/shortcut@champion", tracking_uri=store))
 
-    async def predict(served, frame):
-        return answer(served, frame)
+
+@pytest.fixture(scope="module")
+def apps(model):
+    """The app of a champion that fills gaps and scales, as a replica runs it (body limit, shortcut, FastAPI app); the
+    same FastAPI app without the shortcut; and the requests that reached the FastAPI app."""
+
+    async def predict(served, records):
+        result = answer_batch(served, [records])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     shortcut = build_app(model, predict, limits=Limits(max_records=10))
     fastapi_app, reached = shortcut.app, []
@@ -104,3 +113,28 @@ def test_other_routes_and_methods_go_to_the_app(apps, method, path):
     replies = both(apps, method, path, json.dumps({"records": [ROW]}).encode(), JSON)
     assert apps[2] == [path]
     same(replies)
+
+
+def test_a_batch_is_one_frame_and_one_model_call_and_a_bad_request_fails_alone(model, monkeypatch):
+    """Several requests' records make one frame for one model call, each request gets its own rows' answers, the
+    same as alone; when one request's rows cannot be predicted, each is answered alone and only that one fails."""
+    request_model, _ = predict_models(model.columns, max_records=10, classes=None)
+
+    def records(*rows):
+        return request_model.model_validate_json(json.dumps({"records": list(rows)})).records
+
+    requests = [records(ROW), records({**ROW, "bmi": None}, {**ROW, "age": 0}), records({**ROW, "s5": 5e-324})]
+    alone = [answer_batch(model, [r])[0] for r in requests]
+    calls = []
+    predict = model.predict
+    monkeypatch.setattr(model, "predict", lambda frame: calls.append(len(frame)) or predict(frame))
+    together = answer_batch(model, requests)
+    assert calls == [4], "one model call on the four rows of three requests"
+    assert [a.predictions for a in together] == [a.predictions for a in alone]
+    assert [a.batch_size for a in together] == [3, 3, 3] and [a.batch_size for a in alone] == [1, 1, 1]
+    calls.clear()
+    refused = records({**ROW, "s5": 1.7976931348623157e308})  # scaled beyond the largest float: the model refuses
+    answers = answer_batch(model, [requests[0], refused, requests[2]])
+    assert calls == [3, 1, 1, 1], "the batch, then each request alone"
+    assert answers[0].predictions == alone[0].predictions and answers[2].predictions == alone[2].predictions
+    assert isinstance(answers[1], ModelInputError) and "infinity" in str(answers[1])
