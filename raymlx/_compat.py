@@ -25,7 +25,7 @@ import ray
 
 __all__ = ["CHECKED_RAY", "private_apis", "stop_monitor", "prompt_node_wait", "loopback_node", "lean_local_node",
            "tune_actor_env_defaults", "empty_sqlite_store", "serve_target_groups", "versioned_deployment", "mlflow_metrics", "MAX_METRICS_PER_BATCH",
-           "MAX_PARAMS_PER_BATCH", "object_store_usage", "keep_starting_actors", "preload_worker_modules"]
+           "MAX_PARAMS_PER_BATCH", "object_store_usage", "keep_starting_actors"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,22 +161,16 @@ def loopback_node() -> Iterator[None]:
         yield
         return
     # Only this variable is restored after: the driver's other threads set theirs meanwhile (the tracking check).
-    with _environ(_SINGLE_MACHINE_ENV, "0"), mock.patch.object(constants, "ENABLE_RAY_CLUSTER", False):
-        yield
-
-
-@contextlib.contextmanager
-def _environ(name: str, value: str) -> Iterator[None]:
-    """``os.environ[name] = value`` inside, put back after (only this variable: other threads set theirs)."""
-    saved = os.environ.get(name)
-    os.environ[name] = value
+    saved = os.environ.get(_SINGLE_MACHINE_ENV)
+    os.environ[_SINGLE_MACHINE_ENV] = "0"
     try:
-        yield
+        with mock.patch.object(constants, "ENABLE_RAY_CLUSTER", False):
+            yield
     finally:
         if saved is None:
-            os.environ.pop(name, None)
+            os.environ.pop(_SINGLE_MACHINE_ENV, None)
         else:
-            os.environ[name] = saved
+            os.environ[_SINGLE_MACHINE_ENV] = saved
 
 
 _UNUSED_BY_ONE_DRIVER = ("start_api_server", "start_monitor")
@@ -349,29 +343,6 @@ def keep_starting_actors() -> Iterator[None]:
         module.TuneController._maybe_reuse_cached_actor = original
 
 
-_PRELOAD_ENV = "RAY_preload_python_modules"  # Ray's config ``preload_python_modules``, read by the raylet
-
-
-@contextlib.contextmanager
-def preload_worker_modules(modules: list[str]) -> Iterator[None]:
-    """Have every worker of a local runtime started meanwhile import ``modules`` as it starts, before it takes work.
-
-    The raylet prestarts a worker per CPU when the driver connects; Tune's first trial actors start in
-    those, and a trial actor's imports (Tune's trainable, pandas, scikit-learn: about 2 CPU-seconds)
-    otherwise begin only when Tune asks for it, seconds later, while a core waits. The raylet reads its
-    config ``preload_python_modules`` from its environment and hands it to each worker it starts
-    (``--worker-preload-modules``); a module that fails to import is logged in the worker's log and
-    skipped. Fallback: the workers import on the first trial, as before.
-    """
-    utils = _module_with("ray._private.utils", "try_import_each_module", "preloading trial modules")
-    if utils is None or not modules:
-        yield
-        return
-    given = filter(None, os.environ.get(_PRELOAD_ENV, "").split(","))
-    with _environ(_PRELOAD_ENV, ",".join(dict.fromkeys([*given, *modules]))):
-        yield
-
-
 # What each guarded use needs: (module, attribute path) pairs, and for versioned deployments a keyword.
 _NEEDS: dict[str, list[tuple[str, str]]] = {
     "stop_monitor": [("ray._private.ray_constants", "PROCESS_TYPE_MONITOR"), ("ray._private.worker", "_global_node")],
@@ -387,7 +358,6 @@ _NEEDS: dict[str, list[tuple[str, str]]] = {
     "mlflow_metrics": [("ray.air._internal.mlflow", "_MLflowLoggerUtil._parse_dict")],
     "empty_sqlite_store": [("mlflow.store.db.utils", "_initialize_tables")],
     "keep_starting_actors": [("ray.tune.execution.tune_controller", "TuneController._maybe_reuse_cached_actor")],
-    "preload_worker_modules": [("ray._private.utils", "try_import_each_module")],
     "object_store_usage": [("ray._private.internal_api", "get_memory_info_reply"),
                            ("ray._private.internal_api", "get_state_from_address")],
 }

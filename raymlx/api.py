@@ -74,12 +74,11 @@ def tune(spec: str | Path, *, overrides: Overrides = None, address: str | None =
     from raymlx.checks import validate as run_checks
     from raymlx.experiment import run_experiment
     from raymlx.report import LiveReport
-    from raymlx.runtime import BackgroundRuntime, trial_modules
+    from raymlx.runtime import BackgroundRuntime
     from raymlx.spec_io import load_spec
 
     loaded = load_spec(spec, overrides=_override_strings(overrides))
-    runtime = BackgroundRuntime(loaded.spec.runtime, address=address, base_dir=loaded.base_dir, verbose=verbose,
-                                preload=trial_modules(loaded.spec, loaded.base_dir))
+    runtime = BackgroundRuntime(loaded.spec.runtime, address=address, base_dir=loaded.base_dir, verbose=verbose)
     try:
         frame = run_checks(loaded)
         assert frame is not None  # read_data is on

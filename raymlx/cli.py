@@ -107,7 +107,7 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
     started, specs = [], []
 
     def action() -> None:
-        from raymlx.runtime import BackgroundRuntime, trial_modules
+        from raymlx.runtime import BackgroundRuntime
         from raymlx.spec_io import load_spec
 
         if decision_file is not None and not decision_file.parent.is_dir():  # before hours of tuning
@@ -118,7 +118,7 @@ def tune(spec: Path = SpecArg, set_: Optional[list[str]] = SetOpt,
         specs.append(loaded.spec)
         # Ray starts (about 4 s) while the heavy imports, the checks and the features run.
         started.append(BackgroundRuntime(loaded.spec.runtime, address=address, base_dir=loaded.base_dir,
-                                         verbose=_state["verbose"], preload=trial_modules(loaded.spec, loaded.base_dir)))
+                                         verbose=_state["verbose"]))
         from raymlx.checks import validate as run_checks
         from raymlx.head_start import head_start
 

@@ -36,7 +36,7 @@ from raymlx.kept_predictions import KeepBestPredictions, ResultJsonLogger
 from raymlx.metrics import Metric
 from raymlx.model_end import ModelEndCallback, ModelEnded
 from raymlx.progress import ModelProgress, ProgressCallback
-from raymlx.runtime import BackgroundRuntime, trial_actor_env, trial_modules
+from raymlx.runtime import BackgroundRuntime, trial_actor_env
 from raymlx.search import model_searcher
 from raymlx.select import LeaderboardRow, beats_baseline, build_leaderboard, champion_row
 from raymlx.spec import Spec
@@ -149,8 +149,7 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
         ExperimentInterrupted: On Ctrl-C; every run of the session is closed as KILLED.
     """
     spec, base_dir = loaded.spec, loaded.base_dir
-    runtime = runtime or BackgroundRuntime(spec.runtime, address=address, base_dir=base_dir, verbose=verbose,
-                                           preload=trial_modules(spec, base_dir))
+    runtime = runtime or BackgroundRuntime(spec.runtime, address=address, base_dir=base_dir, verbose=verbose)
     state = _Progress(planned_trials(spec), on_model_end=on_model_end)
     try:
         start = _starting_point(loaded, resume)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -11,16 +10,15 @@ import sys
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Sequence
 
 import ray
 
 from raymlx import _compat
 from raymlx._processes import Watchdog
 from raymlx.errors import UserInputError
-from raymlx.spec import RuntimeSpec, Spec
+from raymlx.spec import RuntimeSpec
 
-__all__ = ["init_ray", "cluster_address", "shutdown_ray", "BackgroundRuntime", "trial_actor_env", "trial_modules"]
+__all__ = ["init_ray", "cluster_address", "shutdown_ray", "BackgroundRuntime", "trial_actor_env"]
 
 _TUNE_ACTOR_ENV = ("PL_DISABLE_FORK", "1")
 _JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # what Ray's job manager gives a job's driver: its runtime env
@@ -33,7 +31,7 @@ def cluster_address(runtime: RuntimeSpec, address: str | None = None) -> str | N
 
 
 def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False,
-             env_vars: dict[str, str] | None = None, lean: bool = False, preload: Sequence[str] = ()) -> bool:
+             env_vars: dict[str, str] | None = None, lean: bool = False) -> bool:
     """Join the cluster named by ``address``, ``runtime.address`` or ``$RAY_ADDRESS`` (set in a Ray Job), else start a
     small local Ray runtime of this run's own, listening on 127.0.0.1 only, even where ``ray start`` left one running.
 
@@ -46,8 +44,6 @@ def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str,
             processes inherit this process's environment instead).
         lean: Start a local runtime without the processes only a cluster or a dashboard uses (see
             :func:`raymlx._compat.lean_local_node`): the runtime of one ``raymlx tune``.
-        preload: Modules every worker of a local runtime started here imports as it starts (see
-            :func:`trial_modules`); a cluster's workers import on first use.
 
     Returns:
         Whether this call started Ray (and so should shut it down).
@@ -65,34 +61,10 @@ def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str,
         os.environ.setdefault(_TUNE_ACTOR_ENV[0], _TUNE_ACTOR_ENV[1])
         # Loopback only: the runtime serves this machine alone, and Ray's ports accept jobs (ShadowRay).
         lean_node = _compat.lean_local_node(log_monitor=verbose) if lean else nullcontext()
-        with _compat.prompt_node_wait(), _compat.loopback_node(), lean_node, _compat.preload_worker_modules(list(preload)):
+        with _compat.prompt_node_wait(), _compat.loopback_node(), lean_node:
             ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=verbose,
                      logging_level=level, object_store_memory=runtime.object_store_memory_mb * 1024 * 1024)
     return True
-
-
-_TRIALS_IMPORT = "raymlx.trainable"  # Tune's function trainable, pandas, scikit-learn's metrics and pipelines
-
-
-def trial_modules(spec: Spec, base_dir: str) -> list[str]:
-    """What a trial actor imports before it fits: the trainable and the installed modules of the spec's models
-    (``package.module:Class``; a spec's own files and built-in short names are imported by the trial itself)."""
-    modules = [_TRIALS_IMPORT]
-    for entry in spec.models.values():
-        module, colon, _ = str(entry.model).partition(":")
-        if colon and not module.endswith(".py") and _installed(module.partition(".")[0], base_dir):
-            modules.append(module)
-    return list(dict.fromkeys(modules))
-
-
-def _installed(package: str, base_dir: str) -> bool:
-    """Whether ``package`` is found outside the spec's folder (without importing it)."""
-    try:
-        found = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return False
-    origin = getattr(found, "origin", None) or ""
-    return found is not None and not Path(origin).resolve().is_relative_to(Path(base_dir).resolve())
 
 
 def _working_dir(base_dir: str) -> dict:
@@ -130,25 +102,22 @@ class BackgroundRuntime:
     here if this process dies without shutting it down (SIGKILL).
     """
 
-    def __init__(self, runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False,
-                 preload: Sequence[str] = ()):
+    def __init__(self, runtime: RuntimeSpec, *, address: str | None = None, base_dir: str, verbose: bool = False):
         self._ready, self._released = threading.Event(), threading.Event()
         self._started, self._shut = False, False
         self._error: BaseException | None = None
         self._watchdog: Watchdog | None = None
         self._local = not cluster_address(runtime, address)
         _exit_on_sigterm()  # what ray.init does when it runs in the main thread
-        self._thread = threading.Thread(target=self._hold, args=(runtime, address, base_dir, verbose, preload),
+        self._thread = threading.Thread(target=self._hold, args=(runtime, address, base_dir, verbose),
                                         name="raymlx-ray-runtime", daemon=True)
         self._thread.start()
 
-    def _hold(self, runtime: RuntimeSpec, address: str | None, base_dir: str, verbose: bool,
-              preload: Sequence[str]) -> None:
+    def _hold(self, runtime: RuntimeSpec, address: str | None, base_dir: str, verbose: bool) -> None:
         try:
             if not (ray.is_initialized() or cluster_address(runtime, address)) and os.path.isdir("/proc"):
                 self._watchdog = Watchdog()  # before Ray's processes start: a kill while they start is covered too
-            self._started = init_ray(runtime, address=address, base_dir=base_dir, verbose=verbose, lean=True,
-                                     preload=preload)
+            self._started = init_ray(runtime, address=address, base_dir=base_dir, verbose=verbose, lean=True)
         except BaseException as exc:  # re-raised by wait() in the caller's thread
             self._error = exc
         finally:

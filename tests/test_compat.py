@@ -84,7 +84,6 @@ def test_tune_s_actor_environment_is_the_one_raymlx_inherits():
     pytest.param("prompt_node_wait().__enter__()", ("services", "worker"), id="node-wait"),
     pytest.param("loopback_node().__enter__()", ("ray_constants",), id="loopback-node"),
     pytest.param("lean_local_node(log_monitor=False).__enter__()", ("node",), id="lean-node"),
-    pytest.param("preload_worker_modules(['sklearn']).__enter__()", ("utils",), id="preload-modules"),
 ])
 def test_a_missing_private_module_falls_back_without_failing(probe, modules):
     """Run the guarded call in a fresh interpreter where Ray's private module cannot be imported."""

@@ -51,44 +51,24 @@ def test_an_unknown_node_is_waited_for_until_the_timeout(ray_runtime, asks):
 
 
 _NODE_PROCESSES = """
-import os, sys, time
+import os, sys
 from pathlib import Path
 import ray
 from raymlx.runtime import init_ray, shutdown_ray
 from raymlx.spec import RuntimeSpec
 
-
-def processes(parents):
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) in parents:
-                    found[int(entry.name)] = (entry / "cmdline").read_text().replace("\\0", " ")
-            except (OSError, IndexError, ValueError):
-                pass
-    return found
-
-
-lean = sys.argv[1] == "lean"
-init_ray(RuntimeSpec(num_cpus=1, object_store_memory_mb=100), base_dir=".", lean=lean,
-         preload=["sklearn.neighbors"] if lean else [])
-children = processes({os.getpid()})
-deadline = time.monotonic() + 120
-while not (workers := processes(set(children))) and time.monotonic() < deadline:
-    time.sleep(0.2)  # the worker the raylet prestarts once this driver connected
-
-
-@ray.remote(num_cpus=1)
-class Trial:
-    def where(self):
-        return os.getpid(), "sklearn.neighbors" in sys.modules
-
-
-pid, preloaded = ray.get(Trial.remote().where.remote())
-print(f"prestarted={pid in workers} preloaded={preloaded}")
+init_ray(RuntimeSpec(num_cpus=1, object_store_memory_mb=100), base_dir=".", lean=sys.argv[1] == "lean")
+children = []
+for entry in Path("/proc").iterdir():
+    if entry.name.isdigit():
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                children.append((entry / "cmdline").read_text().replace("\\0", " "))
+        except (OSError, IndexError, ValueError):
+            pass
+print(ray.get(ray.remote(lambda: "task ran").remote()))
 shutdown_ray()
-for line in children.values():
+for line in children:
     print(line)
 """
 
@@ -96,27 +76,13 @@ for line in children.values():
 @pytest.mark.parametrize("lean", [True, False], ids=["lean", "full"])
 def test_a_lean_runtime_starts_no_api_server_nor_monitors_and_runs_tasks(lean):
     """What ``raymlx tune`` starts: the GCS, the raylet (and its agents, workers), none of the Python
-    processes a single driver on a fixed-size runtime does not use; Ray's full set otherwise. A trial actor
-    starts in the worker the raylet prestarted, which imported the trial's modules as it started (only
-    when asked to: here, in the lean runtime)."""
+    processes a single driver on a fixed-size runtime does not use; Ray's full set otherwise."""
     done = subprocess.run([sys.executable, "-c", _NODE_PROCESSES, "lean" if lean else "full"], capture_output=True,
                           text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0] == f"prestarted=True preloaded={lean}"
+    assert lines[0] == "task ran"
     started = "\n".join(lines[1:])
     assert "gcs_server" in started and "raylet" in started
     for unused in ("dashboard/dashboard.py", "autoscaler/_private/monitor.py", "_private/log_monitor.py"):
         assert (unused in started) is not lean, (unused, started)
-
-
-def test_trial_modules_are_the_trainable_and_the_installed_modules_of_the_spec_s_models(tmp_path):
-    from raymlx.runtime import trial_modules
-    from raymlx.spec import Spec
-
-    (tmp_path / "mine.py").write_text("class Model: ...\n")
-    models = {"ridge": {"model": "sklearn.linear_model:Ridge"}, "own": {"model": "mine:Model"},
-              "file": {"model": "mine.py:Model"}, "short": {"model": "Ridge"}, "again": {"model": "sklearn.linear_model:Lasso"}}
-    spec = Spec.model_validate({"name": "t", "task": "regression", "data": {"uri": "d.csv", "target": "y"},
-                                "metric": {"name": "rmse"}, "models": models})
-    assert trial_modules(spec, str(tmp_path)) == ["raymlx.trainable", "sklearn.linear_model"]
