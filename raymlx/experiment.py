@@ -164,12 +164,10 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
                                   wall_times={n: p.wall_time_s for n, p in progress.models.items()},
                                   errors={n: p.last_error for n, p in progress.models.items()},
                                   baseline=head.baseline)
-        # Ray's shutdown (about a second, waiting for its processes) overlaps the champion's refit and registration.
-        with ThreadPoolExecutor(1) as pool:
-            registering = pool.submit(lambda: _register(loaded, frame, folds, board, session, metric,
-                                                        _refit(loaded, frame, board), force_promote))
+        with ThreadPoolExecutor(1) as pool:  # Ray's shutdown (about a second) overlaps the champion's refit
+            refitting = pool.submit(_refit, loaded, frame, board)
             runtime.shutdown()
-            result = registering.result()
+            result = _register(loaded, frame, folds, board, session, metric, refitting.result(), force_promote)
     except KeyboardInterrupt:
         if state.session is not None:
             state.session.end(status="KILLED")
