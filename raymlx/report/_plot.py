@@ -31,16 +31,15 @@ def pyplot():
 
 
 def _fewer_ticks(fig) -> None:
-    """Numeric axes get at most about :data:`TICKS` ticks; log axes label their powers of ten only (labels
-    between them crowd a small axis, and each is typeset as math)."""
-    from matplotlib.ticker import LogFormatter, MaxNLocator, NullFormatter
+    """Numeric axes get at most about :data:`TICKS` ticks, and no minor ticks: each tick is an object matplotlib
+    lays out at every drawing, and log axes (parallel coordinates draw one a parameter) have dozens."""
+    from matplotlib.ticker import MaxNLocator, NullLocator
 
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             if isinstance(axis.get_major_locator(), MaxNLocator):
                 axis.get_major_locator().set_params(nbins=TICKS)
-            if isinstance(axis.get_minor_formatter(), LogFormatter):
-                axis.set_minor_formatter(NullFormatter())
+            axis.set_minor_locator(NullLocator())
 
 
 def png(fig, *, crop: bool = False) -> bytes:
@@ -55,8 +54,7 @@ def png(fig, *, crop: bool = False) -> bytes:
     buffer = io.BytesIO()
     try:
         _fewer_ticks(fig)
-        if not crop:
-            fig.set_layout_engine("none")  # a layout engine also takes a layout pass
+        fig.set_layout_engine("none")  # a layout engine runs at each pass (cropping takes two): margins are cropped
         fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight" if crop else None)
     finally:
         pyplot().close(fig)
