@@ -18,6 +18,7 @@ __all__ = ["pyplot", "png", "figure", "date_axis", "DPI", "TICKS"]
 
 DPI = 80  # small files, quick to encode: a report holds about ten charts a model
 TICKS = 5  # at most about this many labelled ticks on a numeric axis
+COMPRESSION = 1  # zlib's level: 4 ms a chart instead of 7 at the default 6, files 7 % larger
 
 
 def pyplot():
@@ -55,7 +56,8 @@ def png(fig, *, crop: bool = False) -> bytes:
     try:
         _fewer_ticks(fig)
         fig.set_layout_engine("none")  # a layout engine runs at each pass (cropping takes two): margins are cropped
-        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight" if crop else None)
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight" if crop else None,
+                    pil_kwargs={"compress_level": COMPRESSION})
     finally:
         pyplot().close(fig)
     return buffer.getvalue()

@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from raymlx.report._priority import lowest_until
+from raymlx.report._busy import watch
+from raymlx.report._priority import give_mine, lowest_until
 from raymlx.report.build import PRELOAD, finish_report
 from raymlx.spec_io import LoadedSpec
 from raymlx.tracking import resolve_tracking_uri
@@ -26,7 +27,8 @@ __all__ = ["LiveReport", "report_after_tune"]
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 DATABASE_STORE = "mlflow.store.tracking.sqlalchemy_store"  # a second of imports, else in each report process
 IDLE = "raymlx.report._idle"  # the fork server's first import: from then on it runs at the lowest CPU priority
-PRIORITY_ENV = "RAYMLX_REPORT_PRIORITY"  # "normal": the report's processes keep the driver's CPU priority
+PRIORITY_ENV = "RAYMLX_REPORT_PRIORITY"  # "normal": the driver's CPU priority throughout; "lowest": the lowest until
+# Tune ends, whatever else runs; default: the lowest until Tune ends or until other work keeps the machine busy
 
 
 class LiveReport:
@@ -61,6 +63,9 @@ class LiveReport:
         if self.enabled:
             self._pool, self._tuned = _pool(database=_is_database(self._tracking_uri()))
             threading.Thread(target=_hand_over, args=(self._jobs, self._pool), name="raymlx-report", daemon=True).start()
+            if os.environ.get(PRIORITY_ENV, "auto") == "auto":
+                threading.Thread(target=_yield_unless_busy, args=(self._tuned,), name="raymlx-report-load",
+                                 daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -171,6 +176,14 @@ def _hand_over(jobs: queue.SimpleQueue, pool: ProcessPoolExecutor) -> None:
             handed.set_exception(exc)
 
 
+def _yield_unless_busy(tuned) -> None:
+    """Once other work keeps the machine busy, the report's processes and the fork server they come from take the
+    driver's priority back: at the lowest, other work would leave them nothing until Tune ends."""
+    server = getattr(getattr(multiprocessing.forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if watch(tuned) and server:
+        give_mine(server)
+
+
 def _is_database(uri: str) -> bool:
     """Whether MLflow reaches the tracking URI through its database store (sqlite, PostgreSQL, ...)."""
     return uri.partition(":")[0].partition("+")[0] in DATABASE_SCHEMES
@@ -186,14 +199,15 @@ def _pool(*, database: bool) -> tuple[ProcessPoolExecutor, Any]:
     they draw with the cores' idle time (Tune's start, the tail where one trial runs), until the event returned
     with the pool is set (the last model's trials have ended): then each process takes its own priority back.
 
-    With ``RAYMLX_REPORT_PRIORITY=normal`` in the environment they keep the driver's priority instead (on a
-    machine that other work keeps busy, the lowest priority leaves the report nearly all to do after Tune).
+    Other work on the machine would leave them nothing until Tune ends: then the event is set early
+    (:func:`_yield_unless_busy`). With ``RAYMLX_REPORT_PRIORITY=normal`` in the environment they keep the driver's
+    priority throughout, with ``lowest`` the lowest until Tune ends, whatever else runs.
 
     Args:
         database: The tracking URI is a database: MLflow's database store is imported by the server too.
     """
     workers = min(2, os.cpu_count() or 1)
-    lowest = os.environ.get(PRIORITY_ENV, "lowest") != "normal"
+    lowest = os.environ.get(PRIORITY_ENV, "auto") != "normal"
     context: multiprocessing.context.BaseContext
     if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows: processes spawned afresh
         context = multiprocessing.get_context("spawn")
