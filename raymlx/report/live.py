@@ -27,6 +27,7 @@ __all__ = ["LiveReport", "report_after_tune"]
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 DATABASE_STORE = "mlflow.store.tracking.sqlalchemy_store"  # a second of imports, else in each report process
 IDLE = "raymlx.report._idle"  # the fork server's first import: from then on it runs at the lowest CPU priority
+FROZEN = "raymlx.report._frozen"  # its last: what the imports made is left out of the garbage collector's scans
 PRIORITY_ENV = "RAYMLX_REPORT_PRIORITY"  # "normal": the driver's CPU priority throughout; "lowest": the lowest until
 # Tune ends, whatever else runs; default: the lowest until Tune ends or until other work keeps the machine busy
 
@@ -97,7 +98,8 @@ class LiveReport:
     def _submit_overview(self, spec, rows: list) -> None:
         from raymlx.report.build import draw_overview, metric_of, plan_of
 
-        sign = 1 if metric_of(spec, self.loaded.base_dir).mode == "min" else -1  # the leaderboard's order: best first, unscored last
+        # the leaderboard's order: best first, unscored last
+        sign = 1 if metric_of(spec, self.loaded.base_dir).mode == "min" else -1
         rows = sorted(rows, key=lambda r: (r.score != r.score, sign * r.score if r.score == r.score else 0))
         scores = {row.model: list(row.fold_scores) for row in rows}
         start = str(self.frame.index.min()) if spec.task == "forecasting" else None
@@ -213,7 +215,7 @@ def _pool(*, database: bool) -> tuple[ProcessPoolExecutor, Any]:
         context = multiprocessing.get_context("spawn")
     else:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([IDLE] * lowest + [*PRELOAD] + ([DATABASE_STORE] if database else []))
+        context.set_forkserver_preload([IDLE] * lowest + [*PRELOAD] + ([DATABASE_STORE] if database else []) + [FROZEN])
         multiprocessing.forkserver.ensure_running()  # it imports while Ray starts, not when the first model ends
     # Also in each process: a fork server started earlier by other code does not preload the report's modules.
     tuned = context.Event()
