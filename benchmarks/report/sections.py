@@ -51,7 +51,14 @@ def main() -> None:
     parser.add_argument("--cprofile", type=int, default=0, help="Show the N costliest functions of each section.")
     args = parser.parse_args()
     loaded, frame, result = _tuned(args.spec.resolve(), args.state)
+    import importlib
+
+    from raymlx.report.build import PRELOAD
     from raymlx.report.collect import draw_section, late_jobs
+    from raymlx.report.live import FROZEN
+
+    for module in (*PRELOAD, FROZEN):  # as the fork server the report's processes come from
+        importlib.import_module(module)
 
     rows = [r for r in result.leaderboard if not args.models or r.model in args.models]
     jobs = late_jobs(loaded, frame, result, rows)
