@@ -107,8 +107,8 @@ def finish_report(loaded: LoadedSpec, frame: pd.DataFrame, result, *, sections: 
         sections: Each model's section, being drawn (and logged to its run) in ``pool``.
         pool: Where the overview charts are drawn, unless ``overview`` is being drawn already.
         overview: The overview charts (:func:`draw_overview`), handed to ``pool`` as soon as the last model ended.
-        timeline: When things happened so far (``time.time()``), logged in the outline counted from its first entry
-            (the end of tuning, for a live report): the report's tail, step by step.
+        timeline: When things happened so far (``time.time()``), logged in the outline in seconds from its entry
+            "tuning ended" (or from this call): the report's tail, step by step.
     """
     started, clock = time.perf_counter(), time.time()
     spec = loaded.spec
@@ -130,7 +130,7 @@ def finish_report(loaded: LoadedSpec, frame: pd.DataFrame, result, *, sections: 
     summary["report_seconds"] = round(time.perf_counter() - started, 1)  # what the report adds after the run
     report = Report(f"{spec.name}: raymlx report", summary, leaderboard, charts, drawn)
     text = render(report)
-    zero = min(timeline.values())
+    zero = timeline.get("tuning ended", clock)
     outline = {"title": report.title, "summary": summary, "overview": [c.meta() for c in charts], "models": order,
                "timeline_s": {k: round(v - zero, 2) for k, v in sorted(timeline.items(), key=lambda kv: kv[1])}}
     log_files(session.client, session.run_id, {**{c.path: c.png for c in charts}, REPORT_FILE: text.encode(),

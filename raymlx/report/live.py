@@ -42,7 +42,8 @@ class LiveReport:
 
     Attributes:
         submitted: When each model's section was handed over to be drawn (``time.time()``).
-        timeline: When the last model's trials ended and when each section was drawn after that (``time.time()``).
+        timeline: When the last model's trials ended, when each section was drawn after that, and when other work
+            made the report take its priority back, if it did (``time.time()``).
     """
 
     def __init__(self, loaded: LoadedSpec, frame: pd.DataFrame) -> None:
@@ -65,8 +66,8 @@ class LiveReport:
             self._pool, self._tuned = _pool(database=_is_database(self._tracking_uri()))
             threading.Thread(target=_hand_over, args=(self._jobs, self._pool), name="raymlx-report", daemon=True).start()
             if os.environ.get(PRIORITY_ENV, "auto") == "auto":
-                threading.Thread(target=_yield_unless_busy, args=(self._tuned,), name="raymlx-report-load",
-                                 daemon=True).start()
+                threading.Thread(target=_yield_unless_busy, args=(self._tuned, self.timeline),
+                                 name="raymlx-report-load", daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -178,12 +179,15 @@ def _hand_over(jobs: queue.SimpleQueue, pool: ProcessPoolExecutor) -> None:
             handed.set_exception(exc)
 
 
-def _yield_unless_busy(tuned) -> None:
+def _yield_unless_busy(tuned, timeline: dict[str, float]) -> None:
     """Once other work keeps the machine busy, the report's processes and the fork server they come from take the
-    driver's priority back: at the lowest, other work would leave them nothing until Tune ends."""
+    driver's priority back (when, in ``timeline``): at the lowest, other work would leave them nothing until Tune
+    ends."""
     server = getattr(getattr(multiprocessing.forkserver, "_forkserver", None), "_forkserver_pid", None)
-    if watch(tuned) and server:
-        give_mine(server)
+    if watch(tuned):
+        timeline["priority back: other work"] = time.time()
+        if server:
+            give_mine(server)
 
 
 def _is_database(uri: str) -> bool:
