@@ -3,7 +3,7 @@
     python benchmarks/report/sections.py [--spec examples/temperature/specs.yaml] [--models ridge neural_net]
                                         [--state FILE] [--cprofile N]
 
-The spec is tuned once with the report off, in a fresh copy of its folder (the run's result is kept
+The spec is tuned once (no section drawn while it tunes), in a fresh copy of its folder (the run's result is kept
 in ``--state``, default under the system's temp folder, so later calls draw again without tuning);
 then each model's section is drawn here, as a report process would draw it, and logged to its run.
 Printed per model: CPU and wall seconds of each part (trial runs read, search plots, diagnostics,
@@ -35,7 +35,7 @@ def _tuned(spec: Path, state: Path):
         folder = Path(tempfile.mkdtemp(prefix="raymlx-report-profile-"))
         shutil.copytree(spec.parent, folder, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", ".raymlx", "*.html"))
-        loaded = load_spec(folder / spec.name, overrides=["report.enabled=false"])
+        loaded = load_spec(folder / spec.name)  # the report on: trials keep their predictions (none drawn here)
         result = run_experiment(loaded, validate(loaded))
         state.write_bytes(pickle.dumps((folder / spec.name, result)))
     path, result = pickle.loads(state.read_bytes())
@@ -51,7 +51,14 @@ def main() -> None:
     parser.add_argument("--cprofile", type=int, default=0, help="Show the N costliest functions of each section.")
     args = parser.parse_args()
     loaded, frame, result = _tuned(args.spec.resolve(), args.state)
+    import importlib
+
+    from raymlx.report.build import PRELOAD
     from raymlx.report.collect import draw_section, late_jobs
+    from raymlx.report.live import FROZEN
+
+    for module in (*PRELOAD, FROZEN):  # as the fork server the report's processes come from
+        importlib.import_module(module)
 
     rows = [r for r in result.leaderboard if not args.models or r.model in args.models]
     jobs = late_jobs(loaded, frame, result, rows)

@@ -18,6 +18,7 @@ __all__ = ["pyplot", "png", "figure", "date_axis", "DPI", "TICKS"]
 
 DPI = 80  # small files, quick to encode: a report holds about ten charts a model
 TICKS = 5  # at most about this many labelled ticks on a numeric axis
+COMPRESSION = 1  # zlib's level: 4 ms a chart instead of 7 at the default 6, files 7 % larger
 
 
 def pyplot():
@@ -31,16 +32,15 @@ def pyplot():
 
 
 def _fewer_ticks(fig) -> None:
-    """Numeric axes get at most about :data:`TICKS` ticks; log axes label their powers of ten only (labels
-    between them crowd a small axis, and each is typeset as math)."""
-    from matplotlib.ticker import LogFormatter, MaxNLocator, NullFormatter
+    """Numeric axes get at most about :data:`TICKS` ticks, and no minor ticks: each tick is an object matplotlib
+    lays out at every drawing, and log axes (parallel coordinates draw one a parameter) have dozens."""
+    from matplotlib.ticker import MaxNLocator, NullLocator
 
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             if isinstance(axis.get_major_locator(), MaxNLocator):
                 axis.get_major_locator().set_params(nbins=TICKS)
-            if isinstance(axis.get_minor_formatter(), LogFormatter):
-                axis.set_minor_formatter(NullFormatter())
+            axis.set_minor_locator(NullLocator())
 
 
 def png(fig, *, crop: bool = False) -> bytes:
@@ -55,9 +55,9 @@ def png(fig, *, crop: bool = False) -> bytes:
     buffer = io.BytesIO()
     try:
         _fewer_ticks(fig)
-        if not crop:
-            fig.set_layout_engine("none")  # a layout engine also takes a layout pass
-        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight" if crop else None)
+        fig.set_layout_engine("none")  # a layout engine runs at each pass (cropping takes two): margins are cropped
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight" if crop else None,
+                    pil_kwargs={"compress_level": COMPRESSION})
     finally:
         pyplot().close(fig)
     return buffer.getvalue()

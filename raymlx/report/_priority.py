@@ -13,23 +13,24 @@ import signal
 import threading
 from pathlib import Path
 
-__all__ = ["lower_priority", "restore_priority", "lowest_until", "priority_of", "LOWEST_NICENESS"]
+__all__ = ["lower_priority", "restore_priority", "give_mine", "lowest_until", "priority_of", "LOWEST_NICENESS"]
 
 logger = logging.getLogger(__name__)
 LOWEST_NICENESS = 19
 _before: dict[str, int] = {}  # the process's policy and niceness before it lowered them (inherited by forks)
 
 
-def _threads() -> list[int]:
-    """This process's threads (on Linux a scheduling policy and a niceness belong to each thread)."""
-    tasks = Path("/proc/self/task")
-    return [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]
+def _threads(pid: int | None = None) -> list[int]:
+    """A process's threads, this one's by default (on Linux a scheduling policy and a niceness belong to each thread)."""
+    tasks = Path(f"/proc/{pid or 'self'}/task")
+    return [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [pid or 0]
 
 
-def _set_all(policy: int | None, nice: int) -> bool:
-    """Give every thread of this process a scheduling policy (``None``: keep it) and a niceness; whether all took."""
+def _set_all(policy: int | None, nice: int, pid: int | None = None) -> bool:
+    """Give every thread of a process (this one by default) a scheduling policy (``None``: keep it) and a niceness;
+    whether all took."""
     done = True
-    for thread in _threads():
+    for thread in _threads(pid):
         try:
             if policy is not None:
                 os.sched_setscheduler(thread, policy, os.sched_param(0))
@@ -66,6 +67,18 @@ def restore_priority() -> str:
     if _before and not _set_all(_before["policy"] if _before["policy"] >= 0 else None, _before["nice"]):
         logger.debug("the report's process keeps the lowest priority: raising it back is not permitted")
     return priority_of(0)
+
+
+def give_mine(pid: int) -> str:
+    """Give another process (every thread of it) this process's priority, where the system lets it be raised.
+
+    Returns:
+        What is in force there now: see :func:`priority_of`.
+    """
+    policy = os.sched_getscheduler(0) if hasattr(os, "sched_getscheduler") else None
+    if hasattr(os, "getpriority") and not _set_all(policy, os.getpriority(os.PRIO_PROCESS, 0), pid):
+        logger.debug("process %s keeps its priority: raising it is not permitted", pid)
+    return priority_of(pid)
 
 
 def lowest_until(ended) -> None:

@@ -16,6 +16,7 @@ import pandas as pd
 from raymlx.report._section import SUMMARY_FILE, Chart, Report, Section
 from raymlx.report._store import (SessionRef, download, find_session, log_files, model_runs, read_chart, read_json,
                                   read_section, session_runs)
+from raymlx.folds import fold_plan, make_folds
 from raymlx.report.html import render
 from raymlx.report.overview import (baseline_of, best_trial, fold_plan_chart, fold_scores, leaderboard_chart,
                                     summarize, versions)
@@ -24,13 +25,14 @@ from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
 from raymlx.tracking import MODEL_TAG
 
-__all__ = ["finish_report", "load_report", "write_html", "PRELOAD", "REPORT_FILE"]
+__all__ = ["finish_report", "draw_overview", "plan_of", "metric_of", "load_report", "write_html", "PRELOAD", "REPORT_FILE"]
 
 logger = logging.getLogger(__name__)
 REPORT_FILE = "report.html"  # the HTML report, on the session run
 
 
-def _metric(spec: Spec, base_dir: str):
+def metric_of(spec: Spec, base_dir: str):
+    """The spec's metric (its mode filled in)."""
     from raymlx.metrics import get_metric
 
     return get_metric(spec.metric_spec.name, spec.metric_spec.mode, base_dir=base_dir)
@@ -40,16 +42,36 @@ def _leaderboard_records(csv: str | None) -> list[dict[str, Any]]:
     return [] if not csv else pd.read_csv(io.StringIO(csv)).to_dict("records")
 
 
-def _overview(spec: Spec, trials: dict[str, list], order: list[str], plan: list[dict] | None, *,
-              metric: str, mode: str, data_start: str | None) -> list[Chart]:
+def draw_overview(spec: Spec, base_dir: str, scores: dict[str, list[float]], plan: list[dict] | None, *,
+                  data_start: str | None) -> list[Chart]:
+    """The leaderboard chart (each model's score on every fold, best first) and, for forecasting, the fold plan.
+
+    Args:
+        spec: The spec as tuned.
+        base_dir: The spec's folder.
+        scores: Each model's best configuration's score on every fold, best model first.
+        plan: The folds as :func:`raymlx.folds.fold_plan` writes them.
+        data_start: Forecasting: the data's first time.
+    """
+    metric = metric_of(spec, base_dir)
+    baseline = baseline_of({n: m.model for n, m in spec.models.items()})
+    charts = [leaderboard_chart(scores, metric=metric.name, baseline=baseline)]
+    timeline = fold_plan_chart(plan or [], data_start=data_start)
+    return charts + ([timeline] if timeline else [])
+
+
+def plan_of(spec: Spec, frame: pd.DataFrame) -> list[dict]:
+    """The fold plan of a spec on its data, as the session logged it (``folds.json``), without reading it back."""
+    return fold_plan(frame, make_folds(frame, spec))
+
+
+def _scores_of_trials(trials: dict[str, list], order: list[str], *, metric: str, mode: str) -> dict[str, list[float]]:
+    """Each model's best trial run's score on every fold, in ``order``."""
     scores = {}
     for name in order:
         best = best_trial(trials.get(name, []), metric=metric, mode=mode)
         scores[name] = fold_scores(best, metric) if best is not None else []
-    baseline = baseline_of({n: m.model for n, m in spec.models.items()})
-    charts = [leaderboard_chart(scores, metric=metric, baseline=baseline)]
-    timeline = fold_plan_chart(plan or [], data_start=data_start)
-    return charts + ([timeline] if timeline else [])
+    return scores
 
 
 def _summary(spec: Spec, leaderboard: list[dict], *, metric, frame: pd.DataFrame | None, plan: list[dict] | None,
@@ -75,7 +97,7 @@ PRELOAD = ("raymlx.report.collect", "matplotlib.pyplot", "optuna.visualization.m
 
 
 def finish_report(loaded: LoadedSpec, frame: pd.DataFrame, result, *, sections: dict[str, Future],
-                  pool: Executor) -> Path:
+                  pool: Executor, overview: Future | None = None, timeline: dict[str, float] | None = None) -> Path:
     """Log the overview and write the HTML file of a run that ended, once each model's section is drawn.
 
     Args:
@@ -83,39 +105,49 @@ def finish_report(loaded: LoadedSpec, frame: pd.DataFrame, result, *, sections: 
         frame: Its data, as validated.
         result: What :func:`raymlx.experiment.run_experiment` returned.
         sections: Each model's section, being drawn (and logged to its run) in ``pool``.
-        pool: Where the overview charts are drawn meanwhile.
+        pool: Where the overview charts are drawn, unless ``overview`` is being drawn already.
+        overview: The overview charts (:func:`draw_overview`), handed to ``pool`` as soon as the last model ended.
+        timeline: When things happened so far (``time.time()``), logged in the outline in seconds from its entry
+            "tuning ended" (or from this call): the report's tail, step by step.
     """
-    started = time.perf_counter()
+    started, clock = time.perf_counter(), time.time()
     spec = loaded.spec
-    metric = _metric(spec, loaded.base_dir)
+    metric = metric_of(spec, loaded.base_dir)
     session = find_session(result.tracking_uri, spec.experiment_name, result.session_run_id)
-    trials = _trials_by_model(session)
-    plan = read_plan(session)
+    plan = plan_of(spec, frame)
     leaderboard = [{**r, "params": str(r["params"])} for r in _leaderboard_records(_leaderboard_csv(result))]
     champion = (f"{result.champion_uri} (version {result.champion_version})" if result.champion_uri else None)
     summary = _summary(spec, leaderboard, metric=metric, frame=frame, plan=plan, session=session, champion_uri=champion)
     order = [row.model for row in result.leaderboard]
-    overview = pool.submit(_overview, spec, trials, order, plan, metric=metric.name, mode=metric.mode,
-                           data_start=summary.get("data_start")).result()
-    drawn = [sections[name].result() for name in order]
+    if overview is None:
+        overview = pool.submit(draw_overview, spec, loaded.base_dir, {r.model: list(r.fold_scores) for r in
+                                                                      result.leaderboard},
+                               plan, data_start=summary.get("data_start"))
+    drawn = [_result(sections[name]) for name in order]
+    timeline = {**(timeline or {}), "report finishing": clock, "sections drawn": time.time()}
+    charts: list[Chart] = _result(overview)
+    timeline["overview drawn"] = time.time()
     summary["report_seconds"] = round(time.perf_counter() - started, 1)  # what the report adds after the run
-    report = Report(f"{spec.name}: raymlx report", summary, leaderboard, overview, drawn)
+    report = Report(f"{spec.name}: raymlx report", summary, leaderboard, charts, drawn)
     text = render(report)
-    outline = {"title": report.title, "summary": summary, "overview": [c.meta() for c in overview], "models": order}
-    log_files(session.client, session.run_id, {**{c.path: c.png for c in overview}, REPORT_FILE: text.encode(),
+    zero = timeline.get("tuning ended", clock)
+    outline = {"title": report.title, "summary": summary, "overview": [c.meta() for c in charts], "models": order,
+               "timeline_s": {k: round(v - zero, 2) for k, v in sorted(timeline.items(), key=lambda kv: kv[1])}}
+    log_files(session.client, session.run_id, {**{c.path: c.png for c in charts}, REPORT_FILE: text.encode(),
                                                SUMMARY_FILE: json.dumps(outline, indent=1, default=str).encode()})
     return write_html(report, Path(loaded.base_dir) / spec.report.output, text=text)
+
+
+def _result(future: Future) -> Any:
+    """What a future holds, through a future handed over to the pool (a future of a future)."""
+    value = future.result()
+    return value.result() if isinstance(value, Future) else value
 
 
 def _leaderboard_csv(result) -> str:
     from raymlx.select import leaderboard_frame
 
     return leaderboard_frame(result.leaderboard).to_csv(index=False)
-
-
-def read_plan(session: SessionRef) -> list[dict] | None:
-    with tempfile.TemporaryDirectory(prefix="raymlx-report-") as folder:
-        return read_json(download(session.client, session.run_id, ("folds.json",), Path(folder)), "folds.json")
 
 
 def write_html(report: Report, path: Path, *, text: str | None = None) -> Path:
@@ -147,14 +179,15 @@ def load_report(loaded: LoadedSpec, *, tracking_uri: str, run_id: str | None = N
         plan = read_json(root, "folds.json")
         overview = [read_chart(root, c) for c in outline["overview"]] if outline else None
     leaderboard = [{**r, "params": str(r["params"])} for r in leaderboard]
-    metric = _metric(spec, loaded.base_dir)
+    metric = metric_of(spec, loaded.base_dir)
     order = _order(outline, leaderboard, spec)
     trials = _trials_by_model(session) if outline is None else None
     runs = model_runs(session)
     sections = [_stored_or_drawn(name, runs.get(name), session, spec, metric, trials) for name in order]
     if outline is None:
         summary = _summary(spec, leaderboard, metric=metric, frame=None, plan=plan, session=session, champion_uri=None)
-        overview = _overview(spec, trials or {}, order, plan, metric=metric.name, mode=metric.mode, data_start=None)
+        scores = _scores_of_trials(trials or {}, order, metric=metric.name, mode=metric.mode)
+        overview = draw_overview(spec, loaded.base_dir, scores, plan, data_start=None)
         return Report(f"{spec.name}: raymlx report", summary, leaderboard, overview, sections)
     return Report(outline["title"], outline["summary"], leaderboard, overview or [], sections)
 

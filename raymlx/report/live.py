@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from raymlx.report._priority import lowest_until
+from raymlx.report._busy import watch
+from raymlx.report._priority import give_mine, lowest_until
 from raymlx.report.build import PRELOAD, finish_report
 from raymlx.spec_io import LoadedSpec
 from raymlx.tracking import resolve_tracking_uri
@@ -26,7 +27,9 @@ __all__ = ["LiveReport", "report_after_tune"]
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 DATABASE_STORE = "mlflow.store.tracking.sqlalchemy_store"  # a second of imports, else in each report process
 IDLE = "raymlx.report._idle"  # the fork server's first import: from then on it runs at the lowest CPU priority
-PRIORITY_ENV = "RAYMLX_REPORT_PRIORITY"  # "normal": the report's processes keep the driver's CPU priority
+FROZEN = "raymlx.report._frozen"  # its last: what the imports made is left out of the garbage collector's scans
+PRIORITY_ENV = "RAYMLX_REPORT_PRIORITY"  # "normal": the driver's CPU priority throughout; "lowest": the lowest until
+# Tune ends, whatever else runs; default: the lowest until Tune ends or until other work keeps the machine busy
 
 
 class LiveReport:
@@ -39,13 +42,18 @@ class LiveReport:
 
     Attributes:
         submitted: When each model's section was handed over to be drawn (``time.time()``).
+        timeline: When the last model's trials ended, when each section was drawn after that, and when other work
+            made the report take its priority back, if it did (``time.time()``).
     """
 
     def __init__(self, loaded: LoadedSpec, frame: pd.DataFrame) -> None:
         self.loaded, self.frame = loaded, frame
         self.enabled = loaded.spec.report.enabled
         self.submitted: dict[str, float] = {}
+        self.timeline: dict[str, float] = {}
         self._sections: dict[str, Future[Future]] = {}  # each section's drawing, once handed to the pool
+        self._ended: dict[str, Any] = {}  # each ended model's leaderboard row
+        self._overview: Future[Future] | None = None  # the overview's drawing, handed over once every model ended
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
         self._tuned: Any = None  # an event the report's processes wait for to take their own priority back
@@ -57,6 +65,9 @@ class LiveReport:
         if self.enabled:
             self._pool, self._tuned = _pool(database=_is_database(self._tracking_uri()))
             threading.Thread(target=_hand_over, args=(self._jobs, self._pool), name="raymlx-report", daemon=True).start()
+            if os.environ.get(PRIORITY_ENV, "auto") == "auto":
+                threading.Thread(target=_yield_unless_busy, args=(self._tuned, self.timeline),
+                                 name="raymlx-report-load", daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -76,6 +87,29 @@ class LiveReport:
 
         job = section_job(ended, self.frame, base_dir=self.loaded.base_dir, tracking_uri=self._tracking_uri())
         self._submit(job)
+        with self._lock:
+            self._ended[ended.row.model] = ended.row
+            last = len(self._ended) == len(ended.spec.models)
+        if last:  # Tune has ended: the report's processes take their priority back, and draw the overview while
+            self.timeline["tuning ended"] = time.time()  # the champion is refit and registered
+            if self._tuned is not None:
+                self._tuned.set()
+            self._submit_overview(ended.spec, list(self._ended.values()))
+
+    def _submit_overview(self, spec, rows: list) -> None:
+        from raymlx.report.build import draw_overview, metric_of, plan_of
+
+        # the leaderboard's order: best first, unscored last
+        sign = 1 if metric_of(spec, self.loaded.base_dir).mode == "min" else -1
+        rows = sorted(rows, key=lambda r: (r.score != r.score, sign * r.score if r.score == r.score else 0))
+        scores = {row.model: list(row.fold_scores) for row in rows}
+        start = str(self.frame.index.min()) if spec.task == "forecasting" else None
+        with self._lock:
+            if self._pool is None:
+                return
+            self._overview = Future()
+            self._jobs.put((self._overview, draw_overview, (spec, self.loaded.base_dir, scores,
+                                                            plan_of(spec, self.frame)), {"data_start": start}))
 
     def _tracking_uri(self) -> str:
         return resolve_tracking_uri(self.loaded.spec.tracking.uri, self.loaded.base_dir)
@@ -88,8 +122,15 @@ class LiveReport:
                 return
             handed: Future[Future] = Future()
             self._sections[job.row.model] = handed
-            self._jobs.put((handed, draw_section, job))
+            self._jobs.put((handed, draw_section, (job,), {}))
             self.submitted[job.row.model] = time.time()
+        handed.add_done_callback(lambda done: self._note_drawn(job.row.model, done))
+
+    def _note_drawn(self, name: str, handed: Future) -> None:
+        """Once a section handed to the pool is drawn, when (after tuning only: the report's tail)."""
+        if handed.exception() is None:
+            handed.result().add_done_callback(lambda _: "tuning ended" in self.timeline and self.timeline.setdefault(
+                f"{name} drawn", time.time()))
 
     def finish(self, result) -> Path | None:
         """Draw the sections not drawn yet, wait for all, then log the overview and write the HTML file.
@@ -104,13 +145,13 @@ class LiveReport:
             return None
         from raymlx.report.collect import late_jobs
 
-        self._tuned.set()  # nothing left to yield to: what is left of the report is all the run waits for
+        self._tuned.set()  # (a resumed session's models end without the hook) what is left is all the run waits for
 
         rows = [row for row in result.leaderboard if row.model not in self._sections]
         for job in late_jobs(self.loaded, self.frame, result, rows):
             self._submit(job)
-        sections = {name: handed.result() for name, handed in self._sections.items()}
-        return finish_report(self.loaded, self.frame, result, sections=sections, pool=self._pool)
+        return finish_report(self.loaded, self.frame, result, sections=dict(self._sections), pool=self._pool,
+                             overview=self._overview, timeline=self.timeline)
 
 
 def report_after_tune(loaded: LoadedSpec, frame: pd.DataFrame, result) -> Path | None:
@@ -131,11 +172,22 @@ def report_after_tune(loaded: LoadedSpec, frame: pd.DataFrame, result) -> Path |
 def _hand_over(jobs: queue.SimpleQueue, pool: ProcessPoolExecutor) -> None:
     """Submit each queued job to the pool, in order, until ``None`` comes; each job's future gets the pool's."""
     while (item := jobs.get()) is not None:
-        handed, function, job = item
+        handed, function, args, kwargs = item
         try:
-            handed.set_result(pool.submit(function, job))
+            handed.set_result(pool.submit(function, *args, **kwargs))
         except Exception as exc:  # the pool was shut down (an error, Ctrl-C) or a report process died
             handed.set_exception(exc)
+
+
+def _yield_unless_busy(tuned, timeline: dict[str, float]) -> None:
+    """Once other work keeps the machine busy, the report's processes and the fork server they come from take the
+    driver's priority back (when, in ``timeline``): at the lowest, other work would leave them nothing until Tune
+    ends."""
+    server = getattr(getattr(multiprocessing.forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if watch(tuned):
+        timeline["priority back: other work"] = time.time()
+        if server:
+            give_mine(server)
 
 
 def _is_database(uri: str) -> bool:
@@ -150,23 +202,24 @@ def _pool(*, database: bool) -> tuple[ProcessPoolExecutor, Any]:
     and processes spawned afresh would each import for seconds: the fork server imports once, in a
     process of its own with one thread. Two at most, so a report never takes more than two cores from the trials;
     and the server and its processes run at the lowest CPU priority (:mod:`raymlx.report._priority`), so
-    they draw with the cores' idle time (Tune's start, the tail where one trial runs, the champion's refit),
-    until the event returned with the pool is set: then each process takes its own priority back.
+    they draw with the cores' idle time (Tune's start, the tail where one trial runs), until the event returned
+    with the pool is set (the last model's trials have ended): then each process takes its own priority back.
 
-    With ``RAYMLX_REPORT_PRIORITY=normal`` in the environment they keep the driver's priority instead (on a
-    machine that other work keeps busy, the lowest priority leaves the report nearly all to do after Tune).
+    Other work on the machine would leave them nothing until Tune ends: then the event is set early
+    (:func:`_yield_unless_busy`). With ``RAYMLX_REPORT_PRIORITY=normal`` in the environment they keep the driver's
+    priority throughout, with ``lowest`` the lowest until Tune ends, whatever else runs.
 
     Args:
         database: The tracking URI is a database: MLflow's database store is imported by the server too.
     """
     workers = min(2, os.cpu_count() or 1)
-    lowest = os.environ.get(PRIORITY_ENV, "lowest") != "normal"
+    lowest = os.environ.get(PRIORITY_ENV, "auto") != "normal"
     context: multiprocessing.context.BaseContext
     if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows: processes spawned afresh
         context = multiprocessing.get_context("spawn")
     else:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([IDLE] * lowest + [*PRELOAD] + ([DATABASE_STORE] if database else []))
+        context.set_forkserver_preload([IDLE] * lowest + [*PRELOAD] + ([DATABASE_STORE] if database else []) + [FROZEN])
         multiprocessing.forkserver.ensure_running()  # it imports while Ray starts, not when the first model ends
     # Also in each process: a fork server started earlier by other code does not preload the report's modules.
     tuned = context.Event()

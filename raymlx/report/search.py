@@ -40,6 +40,7 @@ def study_from_runs(runs: list, space: dict, *, metric: str, mode: str):
     import optuna
 
     dists = distributions(space)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line on the command's output for each model
     study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
     for run in sorted(runs, key=lambda r: r.info.start_time):
         try:

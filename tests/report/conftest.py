@@ -12,6 +12,7 @@ import pytest
 
 from raymlx.checks import validate
 from raymlx.report import LiveReport, report_after_tune
+from raymlx.report.live import PRIORITY_ENV
 from raymlx.spec_io import LoadedSpec, load_spec
 from raymlx.experiment import ExperimentResult, run_experiment
 from tests.conftest import DIABETES, ROOT
@@ -60,6 +61,15 @@ report: {shap_sample: 40, time_budget_s: 5}
 """
 
 FORECAST_MODELS = ("seasonal_naive", "ridge", "prophet", "exponential_smoothing")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lowest_priority_until_tune_ends():
+    """The report's processes keep the lowest priority until Tune ends, however busy the machine (the other xdist
+    worker's trials count as other work): test_live.py checks it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PRIORITY_ENV, "lowest")
+        yield
 
 
 @dataclass

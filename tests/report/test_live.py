@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from raymlx.report._priority import priority_of
+from raymlx.report._section import SUMMARY_FILE
 from raymlx.report._store import find_session, model_runs, read_section
 from raymlx.tracking import MODEL_TAG, ROLE_TAG, SESSION_TAG
 
@@ -62,3 +64,17 @@ def test_the_report_draws_at_the_lowest_cpu_priority(forecasting):
         threads = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
         assert {priority_of(t) for t in threads} == {"idle, nice 19"}
     assert not priority_of(0).startswith("idle")  # the driver keeps its own
+
+
+def test_the_tail_after_tuning_is_logged_from_the_end_of_the_last_models_trials(forecasting):
+    """The overview is handed over and the report's processes take their priority back when the last model's trials
+    end (before the champion's refit): the session's outline times the report's tail from then."""
+    result = forecasting.result
+    session = find_session(result.tracking_uri, forecasting.loaded.spec.experiment_name, result.session_run_id)
+    outline = json.loads(Path(session.client.download_artifacts(session.run_id, SUMMARY_FILE)).read_text())
+    timeline = outline["timeline_s"]
+    assert timeline["tuning ended"] == 0.0, timeline
+    assert 0 <= timeline["report finishing"] <= timeline["sections drawn"] <= timeline["overview drawn"], timeline
+    last = max(_trial_ends(forecasting).items(), key=lambda item: max(item[1]))[0]
+    assert timeline[f"{last} drawn"] <= timeline["sections drawn"], timeline  # its section: drawn after tuning ended
+    assert list(timeline.values()) == sorted(timeline.values())

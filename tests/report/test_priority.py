@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import time
@@ -35,3 +36,12 @@ def test_report_processes_run_at_the_lowest_priority_until_tune_ends():
     finally:
         pool.shutdown()
     assert priority_of(0) == driver  # the driver never lowered its own
+
+
+def test_report_processes_leave_the_imports_objects_out_of_the_garbage_collectors_scans():
+    pool, tuned = _pool(database=False)
+    try:  # matplotlib's, shap's, MLflow's objects: hundreds of thousands
+        assert pool.submit(gc.get_freeze_count).result(timeout=120) > 100_000
+    finally:
+        tuned.set()
+        pool.shutdown()
