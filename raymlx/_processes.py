@@ -7,6 +7,7 @@ same only when both match.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ from pathlib import Path
 __all__ = ["start_time", "is_alive", "descendants", "driver_id", "driver_alive", "Watchdog", "ray_descendants", "reap"]
 
 _PROC = Path("/proc")
+logger = logging.getLogger(__name__)
 
 
 def start_time(pid: int) -> int | None:
@@ -43,9 +45,13 @@ def descendants(pid: int) -> list[tuple[int, int]]:
     queue = [pid]
     while queue:
         parent = queue.pop()
-        for task in (_PROC / str(parent) / "task").glob("*/children"):
+        try:  # a process ending between two reads (Ray's, at its shutdown) takes its /proc entries with it
+            tasks = os.listdir(_PROC / str(parent) / "task")
+        except OSError:
+            continue
+        for task in tasks:
             try:
-                children = [int(c) for c in task.read_text().split()]
+                children = [int(c) for c in (_PROC / str(parent) / "task" / task / "children").read_text().split()]
             except OSError:
                 continue
             for child in children:
@@ -96,6 +102,8 @@ class Watchdog:
             return
         try:
             os.write(self._write, b"done\n")
+        except BrokenPipeError:  # it has died already (killed): nothing of ours is left for it to end
+            logger.warning("the watchdog of this process's Ray processes had ended before them")
         finally:
             os.close(self._write)
             self._write = -1
