@@ -26,8 +26,8 @@ def _busy_ticks() -> int:
     return sum(fields) - fields[3] - fields[4]  # less idle and iowait
 
 
-def _tree_ticks(root: int) -> int:
-    """Clock ticks spent by ``root``, its descendants and the descendants they have waited for."""
+def _tree_ticks(root: int) -> dict[int, int]:
+    """Clock ticks spent by ``root`` and each of its descendants (with the descendants each has waited for), by PID."""
     stats: dict[int, tuple[int, int]] = {}  # pid: (parent, ticks)
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
@@ -40,12 +40,22 @@ def _tree_ticks(root: int) -> int:
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in stats.items():
         children.setdefault(parent, []).append(pid)
-    total, todo = 0, [root]
+    ticks, todo = {}, [root]
     while todo:
         pid = todo.pop()
-        total += stats.get(pid, (0, 0))[1]
+        if pid in stats:
+            ticks[pid] = stats[pid][1]
         todo += children.get(pid, [])
-    return total
+    return ticks
+
+
+def _grown(before: dict[int, int], now: dict[int, int]) -> int:
+    """Ticks the tree spent between two readings: what each process present now added (all of it when new).
+
+    A process gone since (ended, or moved out of the tree) takes its ticks with it: counting by process keeps
+    that from reading as time the rest of the machine spent.
+    """
+    return sum(max(0, ticks - before.get(pid, 0)) for pid, ticks in now.items())
 
 
 class ForeignLoad:
@@ -56,7 +66,7 @@ class ForeignLoad:
         self.hertz = os.sysconf("SC_CLK_TCK")
         self._last = self._now()
 
-    def _now(self) -> tuple[float, int, int]:
+    def _now(self) -> tuple[float, int, dict[int, int]]:
         return os.times().elapsed, _busy_ticks(), _tree_ticks(self.root)
 
     def sample(self) -> float:
@@ -64,7 +74,7 @@ class ForeignLoad:
         now = self._now()
         (then, busy, ours), self._last = self._last, now
         seconds = max(now[0] - then, 1e-3)
-        return max(0.0, (now[1] - busy) - (now[2] - ours)) / self.hertz / seconds
+        return max(0.0, (now[1] - busy) - _grown(ours, now[2])) / self.hertz / seconds
 
 
 def watch(busy, *, every: float = 2.0, window: int = 3, cores: float = BUSY_CORES) -> bool:

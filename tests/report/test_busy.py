@@ -35,7 +35,42 @@ def test_work_outside_the_tree_counts_as_other_work():
 
 
 def test_a_descendants_cpu_time_is_the_trees_also_once_it_has_ended():
-    before = _tree_ticks(os.getpid())
+    before = sum(_tree_ticks(os.getpid()).values())
     child = subprocess.run([sys.executable, "-c", SPIN.format(seconds=0.6)], check=True)
     assert child.returncode == 0
-    assert (_tree_ticks(os.getpid()) - before) / os.sysconf("SC_CLK_TCK") >= 0.5
+    assert (sum(_tree_ticks(os.getpid()).values()) - before) / os.sysconf("SC_CLK_TCK") >= 0.5
+
+
+LEAVER = """
+import subprocess, sys
+spinner = subprocess.Popen([sys.executable, "-c", {spin!r} + "\\nimport time\\ntime.sleep(30)"], stdout=subprocess.DEVNULL)
+print(spinner.pid, flush=True)
+sys.stdin.readline()
+"""
+
+
+def _wait_for_cpu(pid: int, seconds: float) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        if (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") >= seconds - 0.05:
+            time.sleep(0.2)  # past its spin
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} did not spin {seconds} s of CPU")
+
+
+def test_a_process_leaving_the_tree_does_not_read_as_other_work():
+    """A trial worker Ray stops, a process re-parented out of the tree: its CPU time was the run's, not other work's."""
+    load = ForeignLoad()
+    parent = subprocess.Popen([sys.executable, "-c", LEAVER.format(spin=SPIN.format(seconds=0.8))],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    spinner = int(parent.stdout.readline())
+    try:
+        _wait_for_cpu(spinner, 0.8)  # the grandchild has spun and sleeps
+        load.sample()
+        parent.communicate("\n")  # its parent ends: it is re-parented out of this tree, with its ticks
+        time.sleep(0.5)
+        assert load.sample() < 0.4
+    finally:
+        os.kill(spinner, 9)
