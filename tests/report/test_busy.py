@@ -61,16 +61,20 @@ def _wait_for_cpu(pid: int, seconds: float) -> None:
 
 
 def test_a_process_leaving_the_tree_does_not_read_as_other_work():
-    """A trial worker Ray stops, a process re-parented out of the tree: its CPU time was the run's, not other work's."""
+    """A trial worker Ray stops, a process re-parented out of the tree: its CPU time was the run's, not other work's.
+
+    Other work (the other test worker, say) can at most keep every core busy; the time of a process that left
+    the tree, read as other work's, comes on top of that in a short interval.
+    """
     load = ForeignLoad()
-    parent = subprocess.Popen([sys.executable, "-c", LEAVER.format(spin=SPIN.format(seconds=0.8))],
+    parent = subprocess.Popen([sys.executable, "-c", LEAVER.format(spin=SPIN.format(seconds=1.5))],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     spinner = int(parent.stdout.readline())
     try:
-        _wait_for_cpu(spinner, 0.8)  # the grandchild has spun and sleeps
+        _wait_for_cpu(spinner, 1.5)  # the grandchild has spun and sleeps
         load.sample()
         parent.communicate("\n")  # its parent ends: it is re-parented out of this tree, with its ticks
-        time.sleep(0.5)
-        assert load.sample() < 0.4
+        time.sleep(0.2)
+        assert load.sample() <= (os.cpu_count() or 1) + 0.05
     finally:
         os.kill(spinner, 9)
