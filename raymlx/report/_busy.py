@@ -13,6 +13,8 @@ import os
 from collections import deque
 from pathlib import Path
 
+from raymlx._processes import descendants
+
 __all__ = ["ForeignLoad", "watch", "BUSY_CORES"]
 
 logger = logging.getLogger(__name__)
@@ -28,24 +30,13 @@ def _busy_ticks() -> int:
 
 def _tree_ticks(root: int) -> dict[int, int]:
     """Clock ticks spent by ``root`` and each of its descendants (with the descendants each has waited for), by PID."""
-    stats: dict[int, tuple[int, int]] = {}  # pid: (parent, ticks)
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
+    ticks = {}
+    for pid in [root, *(child for child, _ in descendants(root))]:
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # a process that just ended
             continue
-        stats[int(entry.name)] = (int(fields[1]), sum(int(v) for v in fields[11:15]))  # utime stime cutime cstime
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _) in stats.items():
-        children.setdefault(parent, []).append(pid)
-    ticks, todo = {}, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in stats:
-            ticks[pid] = stats[pid][1]
-        todo += children.get(pid, [])
+        ticks[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
     return ticks
 
 
