@@ -7,13 +7,15 @@ The spec is tuned once (no section drawn while it tunes), in a fresh copy of its
 in ``--state``, default under the system's temp folder, so later calls draw again without tuning);
 then each model's section is drawn here, as a report process would draw it, and logged to its run.
 Printed per model: CPU and wall seconds of each part (trial runs read, search plots, diagnostics,
-refit, explanations, logging) and, with ``--cprofile N``, the N functions with the most cumulative time.
+refit, explanations, logging), the garbage collector's CPU seconds in it and, with ``--cprofile N``, the N
+functions with the most cumulative time.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import pickle
 import pstats
@@ -43,6 +45,27 @@ def _tuned(spec: Path, state: Path):
     return loaded, validate(loaded), result
 
 
+class _Collections:
+    """CPU seconds the garbage collector takes, by generation, while it is installed (:data:`gc.callbacks`)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[int, float] = {}
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            generation = info["generation"]
+            self.seconds[generation] = self.seconds.get(generation, 0.0) + time.process_time() - self._started
+
+    def take(self) -> str:
+        text = " ".join(f"gen{g} {s:.2f}" for g, s in sorted(self.seconds.items()))
+        self.seconds = {}
+        return text or "none"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "temperature" / "specs.yaml")
@@ -66,6 +89,7 @@ def main() -> None:
     draw_section(jobs[0])  # the MLflow client, lazy imports: what a report process pays once
     print(f"first section ({jobs[0].row.model}, drawn again below): cpu {time.process_time() - cpu:.2f} s", flush=True)
     total_cpu = total_wall = 0.0
+    collections = _Collections()
     for job in jobs:
         profiler = cProfile.Profile() if args.cprofile else None
         cpu, wall = time.process_time(), time.perf_counter()
@@ -77,8 +101,8 @@ def main() -> None:
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         total_cpu, total_wall = total_cpu + cpu, total_wall + wall
         parts = ", ".join(f"{k} {v:.2f}" for k, v in section.facts.get("part_cpu_seconds", {}).items())
-        print(f"{job.row.model:22} cpu {cpu:6.2f} s  wall {wall:6.2f} s  charts {len(section.charts):2}  [{parts}]",
-              flush=True)
+        print(f"{job.row.model:22} cpu {cpu:6.2f} s  wall {wall:6.2f} s  charts {len(section.charts):2}  [{parts}]"
+              f"  gc [{collections.take()}]", flush=True)
         if profiler:
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.cprofile)

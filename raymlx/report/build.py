@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from raymlx.report._plot import drawing
 from raymlx.report._section import SUMMARY_FILE, Chart, Report, Section
 from raymlx.report._store import (SessionRef, download, find_session, log_files, model_runs, read_chart, read_json,
                                   read_section, session_runs)
@@ -55,8 +56,9 @@ def draw_overview(spec: Spec, base_dir: str, scores: dict[str, list[float]], pla
     """
     metric = metric_of(spec, base_dir)
     baseline = baseline_of({n: m.model for n, m in spec.models.items()})
-    charts = [leaderboard_chart(scores, metric=metric.name, baseline=baseline)]
-    timeline = fold_plan_chart(plan or [], data_start=data_start)
+    with drawing():
+        charts = [leaderboard_chart(scores, metric=metric.name, baseline=baseline)]
+        timeline = fold_plan_chart(plan or [], data_start=data_start)
     return charts + ([timeline] if timeline else [])
 
 

@@ -20,6 +20,7 @@ from raymlx.metrics import get_metric
 from raymlx.model_end import ModelEnded
 from raymlx.models.base import MODEL_PACKAGE, build_model
 from raymlx.registry import resolve
+from raymlx.report._plot import drawing
 from raymlx.report._priority import priority_of
 from raymlx.report._section import Section
 from raymlx.report._store import OOF_FILE, SHAP_FILE, find_session, log_section, model_runs, model_trials
@@ -178,7 +179,7 @@ def draw_section(job: SectionJob) -> Section:
     trials = model_trials(client, job.experiment_id, job.session_id, job.row.model)
     series = None if job.frame is None else target_around_cutoffs(job.frame, job.spec, make_folds(job.frame, job.spec))
     read = round(time.process_time() - cpu, 3)
-    with threadpool_limits(limits=1):  # one core a report process: native pools only spin on a busy machine
+    with threadpool_limits(limits=1), drawing():  # one core a report process: native pools only spin on a busy machine
         section, frames = model_section(job.row.model, job.run_id, job.row, job.spec, job.features, trials,
                                         base_dir=job.base_dir, series=series)
     section.facts[PART_SECONDS] = {"trial runs": read, **section.facts.get(PART_SECONDS, {})}
