@@ -32,7 +32,11 @@ SHAP_PREFIX, VALUE_PREFIX, BASE_COLUMN = "shap:", "value:", "base_value"
 CLOCK = time.process_time  # SHAP's budget: seconds of CPU (one thread a report process)
 LINEAR_MODULES = ("sklearn.linear_model",)
 TREE_MODULES = ("sklearn.ensemble", "sklearn.tree", "xgboost", "lightgbm", "catboost")
-KERNEL_COALITIONS = 5  # the kernel explainer's coalitions a row: this many a feature, and 100
+# The kernel explainer's coalitions a row: this many a feature, and 100. On the temperature example's neural network
+# (28 features), against a precise reference (400 background rows, 2000 coalitions), 5 a feature missed by 18 % of
+# the values' mean size, 10 by 16 %, at 0.7 times the cost; ten k-means centres as the background (shap's advice)
+# missed by 19 %, and k-means centres narrow the spread of the rows they stand for (a square's mean falls short).
+KERNEL_COALITIONS = 5
 
 
 @dataclass
@@ -102,13 +106,9 @@ def _make_explainer(shap, kind: str, model: Any, fold: FoldData, *, task: str, b
     def predict(values: np.ndarray) -> np.ndarray:  # the explainer hands over arrays; the model wants its columns
         return np.asarray(method(pd.DataFrame(values, columns=columns)))
 
-    # Kernel SHAP: no compilation step (shap's permutation explainer spends seconds compiling with numba on its
-    # first call), and a cost per row fixed by the coalitions evaluated, each on every background row. The
-    # background is shap's advice, k-means centres of the training rows weighted by the rows they stand for: on
-    # the examples' neural network as close to a 60-centre, 3000-coalition reference with 5 coalitions a feature
-    # as a random sample of as many rows was with 10.
-    summary = shap.kmeans(X, min(background, len(X)))
-    explainer = shap.KernelExplainer(predict, summary, seed=seed)
+    # Kernel SHAP on a sample of background rows: no compilation step (shap's permutation explainer spends
+    # seconds compiling with numba on its first call), and a cost per row fixed by the coalitions evaluated.
+    explainer = shap.KernelExplainer(predict, shap.sample(X, background, random_state=seed), seed=seed)
     return _KernelCall(explainer, nsamples=KERNEL_COALITIONS * len(columns) + 100), {}
 
 
