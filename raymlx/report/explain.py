@@ -25,7 +25,7 @@ from raymlx.pipeline import FoldData
 from raymlx.report._plot import figure, png, pyplot
 from raymlx.report._section import Chart
 
-__all__ = ["Explained", "explain", "explainer_kind", "SHAP_PREFIX", "VALUE_PREFIX", "BASE_COLUMN"]
+__all__ = ["Explained", "explain", "explainer_kind", "importance_bars", "SHAP_PREFIX", "VALUE_PREFIX", "BASE_COLUMN"]
 
 logger = logging.getLogger(__name__)
 SHAP_PREFIX, VALUE_PREFIX, BASE_COLUMN = "shap:", "value:", "base_value"
@@ -209,16 +209,23 @@ def _shap_charts(shap, explanation) -> list[Chart]:
     return [beeswarm, _importance(np.abs(explanation.values).mean(axis=0), list(explanation.feature_names))]
 
 
+def importance_bars(mean: np.ndarray, names: list[str]) -> tuple[list[str], list[float]]:
+    """The bars of the mean |SHAP| chart, largest first: every feature when there are at most :data:`SHOWN`, else
+    the ``SHOWN - 1`` largest and the sum of the others (as shap's bar plot)."""
+    order = np.argsort(mean, kind="stable")[::-1]
+    cut = SHOWN - 1 if len(order) > SHOWN else len(order)
+    shown, rest = order[:cut], order[cut:]
+    labels = [names[i] for i in shown] + ([f"Sum of {len(rest)} other features"] if len(rest) else [])
+    return labels, [float(mean[i]) for i in shown] + ([float(mean[rest].sum())] if len(rest) else [])
+
+
 def _importance(mean: np.ndarray, names: list[str]) -> Chart:
     """Mean |SHAP| of the :data:`SHOWN` most important features, the others summed, as shap's bar plot shows them;
     drawn once, its margin fitted to the names (shap's own plot, cropped, took three times as long)."""
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import TextToPath
 
-    order = np.argsort(mean)[::-1]
-    shown, rest = order[:SHOWN - 1] if len(order) > SHOWN else order, order[SHOWN - 1:] if len(order) > SHOWN else []
-    labels = [names[i] for i in shown] + ([f"Sum of {len(rest)} other features"] if len(rest) else [])
-    values = [float(mean[i]) for i in shown] + ([float(mean[rest].sum())] if len(rest) else [])
+    labels, values = importance_bars(mean, names)
     font = FontProperties(size=pyplot().rcParams["ytick.labelsize"])
     widest = max(TextToPath().get_text_width_height_descent(label, font, ismath=False)[0] for label in labels)
     left, height = widest / 72 + 0.35, 0.28 * len(labels) + 1.0

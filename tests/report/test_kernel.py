@@ -1,12 +1,16 @@
-"""The kernel explainer on a model whose SHAP values are known: an additive one, f(x) = g0(x0) + g1(x1) + g2(x2)."""
+"""The kernel explainer on a model whose SHAP values are known (an additive one), and the mean |SHAP| chart."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
+import pytest
+from PIL import Image
 
 from raymlx.pipeline import FoldData
-from raymlx.report.explain import BASE_COLUMN, SHAP_PREFIX, explain
+from raymlx.report.explain import BASE_COLUMN, SHAP_PREFIX, _importance, explain, importance_bars
 
 
 class Additive:
@@ -38,3 +42,16 @@ def test_kernel_shap_of_an_additive_model_is_each_part_less_its_training_mean():
     # Additive: the base value plus a row's SHAP values is the model's prediction.
     total = values[BASE_COLUMN] + values[[SHAP_PREFIX + name for name in Additive.parts]].sum(axis=1)
     np.testing.assert_allclose(total.to_numpy(), Additive().predict(rows), rtol=1e-9, atol=1e-9)
+
+
+def test_the_mean_shap_chart_shows_the_largest_features_the_rest_summed_and_every_name_whole():
+    names = [f"feature_{i}" for i in range(20)] + ["a_feature_name_longer_than_any_margin_would_be_by_default"]
+    mean = np.arange(1.0, 22.0)  # the long name's is the largest
+    labels, values = importance_bars(mean, names)
+    assert labels[:2] == [names[-1], "feature_19"] and labels[-1] == "Sum of 10 other features"
+    assert values[:11] == list(mean[::-1][:11]) and values[-1] == pytest.approx(mean[:10].sum())
+    assert importance_bars(mean[:12], names[:12])[0] == names[:12][::-1]  # twelve fit: no sum
+    chart = _importance(mean, names)
+    pixels = np.asarray(Image.open(io.BytesIO(chart.png)).convert("L"))
+    # The long name is drawn whole: nothing dark touches the left edge, where a clipped name would be cut.
+    assert pixels[:, :3].min() > 200 and pixels[:, 3:40].min() < 100
