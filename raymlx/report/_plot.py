@@ -25,7 +25,7 @@ COMPRESSION = 1  # zlib's level: 4 ms a chart instead of 7 at the default 6, fil
 RC = {"axes.titley": 1.0}
 # Collections of the youngest objects every 10,000 allocations instead of 700: a figure makes and drops tens of
 # thousands of objects, which the default thresholds turned into full collections of everything the process
-# holds (0.1 s each, several a section).
+# holds (0.1 s each, one or two a section).
 GC_THRESHOLD = (10_000, 10, 10)
 
 
