@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from raymlx.champion import CHAMPION_ALIAS
 from raymlx.champion.predictor import ChampionModel, FittedPredictor, fit_predictor
-from raymlx.champion.promotion import Decision, decide, score_current
+from raymlx.champion.promotion import CurrentChampion, Decision, decide, score_current
 from raymlx.folds import Fold
 from raymlx.metrics import Metric
 from raymlx.models.base import MODEL_PACKAGE, build_model, requirements_of
@@ -61,17 +61,19 @@ def register_champion(loaded: LoadedSpec, frame: pd.DataFrame, best: Leaderboard
     Returns:
         The registered version, its alias and the promotion decision.
     """
-    with ThreadPoolExecutor(2, thread_name_prefix="raymlx-champion") as pool:
-                return ChampionRegistration(pool, loaded, frame, best, metric=metric, folds=folds, tracking_uri=tracking_uri,
+    with ThreadPoolExecutor(1, thread_name_prefix="raymlx-champion") as pool:
+        return ChampionRegistration(pool, loaded, frame, best, metric=metric, folds=folds, tracking_uri=tracking_uri,
                                     run_id=run_id, experiment_id=experiment_id,
                                     fitted=(lambda: predictor) if predictor else None).result(force_promote=force_promote)
 
 
 class ChampionRegistration:
-    """The champion's registration under way in two threads of ``pool``: its refit and the log of its MLflow
-    model in one, the current champion's rescoring on this run's folds in the other. Neither needs the other,
-    and both overlap whatever the caller does meanwhile (Ray's shutdown); :meth:`result` then decides, registers
-    the logged model and moves the alias.
+    """The champion's registration under way in a thread of ``pool`` (the current champion rescored on this run's
+    folds, the winner refit and its MLflow model logged), overlapping whatever the caller does meanwhile (Ray's
+    shutdown); :meth:`result` then decides, registers the logged model and moves the alias.
+
+    One thread, not one per step: the steps hold Python's lock most of the time, and on a busy machine two of
+    them at once took longer together than one after the other.
 
     Args:
         fitted: Returns the best configuration fitted on every row (default: :func:`refit`).
@@ -83,20 +85,16 @@ class ChampionRegistration:
                  fitted: Callable[[], FittedPredictor] | None = None,
                  timed: Callable[[str], AbstractContextManager] = lambda name: nullcontext()) -> None:
         self.loaded, self.best, self.metric, self.tracking_uri, self.run_id = loaded, best, metric, tracking_uri, run_id
-        name = loaded.spec.registered_model_name
         mlflow.set_tracking_uri(tracking_uri)
-        self._current = pool.submit(self._timed, timed, "current champion rescored", score_current,
-                                    MlflowClient(tracking_uri), name, frame, folds, spec=loaded.spec, metric=metric)
-        self._logged = pool.submit(self._log, frame, experiment_id, fitted or (lambda: refit(loaded, frame, best)), timed)
+        self._done = pool.submit(self._run, frame, folds, experiment_id, fitted or (lambda: refit(loaded, frame, best)),
+                                 timed)
 
-    @staticmethod
-    def _timed(timed: Callable[[str], AbstractContextManager], name: str, work: Callable, *args, **kwargs) -> Any:
-        with timed(name):
-            return work(*args, **kwargs)
-
-    def _log(self, frame: pd.DataFrame, experiment_id: str, fitted: Callable[[], FittedPredictor],
-             timed: Callable[[str], AbstractContextManager]) -> tuple[ModelInfo, dict[str, str]]:
+    def _run(self, frame: pd.DataFrame, folds: list[Fold], experiment_id: str, fitted: Callable[[], FittedPredictor],
+             timed: Callable[[str], AbstractContextManager]) -> tuple[CurrentChampion | None, ModelInfo, dict[str, str]]:
         spec, best = self.loaded.spec, self.best
+        with timed("current champion rescored"):
+            current = score_current(MlflowClient(self.tracking_uri), spec.registered_model_name, frame, folds,
+                                    spec=spec, metric=self.metric)
         predictor = fitted()
         metadata = {"model": best.model, "metric": self.metric.name, "score": best.score, "task": spec.task,
                     "target": spec.data.target, "params": best.params}
@@ -104,19 +102,18 @@ class ChampionRegistration:
             info = log_model(predictor, run_id=self.run_id, experiment_id=experiment_id,
                              code_paths=user_code_paths(spec, self.loaded.base_dir), metadata=metadata,
                              sample=_sample_input(frame, spec, predictor))
-        return info, version_tags(self.loaded, frame, best, metric=self.metric)
+        return current, info, version_tags(self.loaded, frame, best, metric=self.metric)
 
     def result(self, *, force_promote: bool = False) -> Champion:
-        """Wait for both threads, decide, register the logged model with its tags and point the alias at it.
+        """Wait for the thread, decide, register the logged model with its tags and point the alias at it.
 
         Raises:
             Whatever the refit, the model's log or the current champion's load raised.
         """
         spec = self.loaded.spec
-        current = self._current.result()
+        current, info, tags = self._done.result()
         decision = decide(self.best.score, current, metric=self.metric, margin=spec.promotion.metric_margin,
                           force=force_promote)
-        info, tags = self._logged.result()
         uri, version = register_logged(info, registered_model=spec.registered_model_name, run_id=self.run_id,
                                        alias=decision.alias, tags={**tags, "raymlx.promotion": decision.reason},
                                        tracking_uri=self.tracking_uri)

@@ -62,7 +62,7 @@ def test_the_refit_and_the_model_s_log_run_while_the_caller_goes_on(session):
         return refit(loaded, frame, best)
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(2, thread_name_prefix="end") as pool:
+    with ThreadPoolExecutor(1, thread_name_prefix="end") as pool:
         registration = _registration(pool, session, best, fitted=fitted,
                                      timed=lambda name: _Step(name, steps))
         returned_after = time.perf_counter() - started
@@ -77,10 +77,10 @@ def test_the_refit_and_the_model_s_log_run_while_the_caller_goes_on(session):
 def test_the_registered_version_is_the_model_with_its_example_signature_and_tags(session):
     loaded, frame, uri, _, session_id = session
     best = LeaderboardRow("ridge", 50.0, 1.5, {"alpha": 1.0}, trials=1, failed=0, wall_time_s=0.1)
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(1) as pool:
         first = _registration(pool, session, best).result()
     # The same configuration again, claiming a worse score than its own rescored on these folds: the challenger.
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(1) as pool:
         second = _registration(pool, session, replace(best, score=best.score + 10)).result()
     client = MlflowClient(uri)
     versions = {v: client.get_model_version("ends", v) for v in ("1", "2")}
