@@ -258,16 +258,18 @@ def _tune_while_opening(loaded: LoadedSpec, frame: pd.DataFrame, head: HeadStart
 def _end(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold], board: list[LeaderboardRow], session: Session,
          metric: Metric, runtime: BackgroundRuntime, force_promote: bool) -> ExperimentResult:
     """Everything after tuning: Ray's shutdown (0.3 to 1 s, mostly waiting) while a thread rescores the current
-    champion, refits the winner and logs its model; then the leaderboard's log, the registry and the alias."""
+    champion, refits the winner and logs its model, and another writes the leaderboard (waiting on the disk:
+    about 0.5 s of sqlite commits after the shutdown); then the registry and the alias."""
     best = champion_row(board, baseline_may_win=loaded.spec.baseline_spec.may_win)
-    with ThreadPoolExecutor(1, thread_name_prefix="raymlx-champion") as pool:
+    with ThreadPoolExecutor(2, thread_name_prefix="raymlx-end") as pool:
+        board_logged = pool.submit(log_leaderboard, session, board, metric.name)
         registration = None if best is None else ChampionRegistration(
             pool, loaded, frame, best, metric=metric, folds=folds, tracking_uri=session.tracking_uri,
             run_id=session.session_id, experiment_id=session.experiment_id, timed=phase,
             fitted=lambda: _refit(loaded, frame, best))
         with phase("Ray shutdown"):
             runtime.shutdown()
-        log_leaderboard(session, board, metric.name)
+        board_logged.result()
         with phase("champion registration"):
             champion = registration.result(force_promote=force_promote) if registration else None
     baseline = next((r.model for r in board if r.baseline), None)
