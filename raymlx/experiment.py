@@ -267,11 +267,16 @@ def _end(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold], board: list
             pool, loaded, frame, best, metric=metric, folds=folds, tracking_uri=session.tracking_uri,
             run_id=session.session_id, experiment_id=session.experiment_id, timed=phase,
             fitted=lambda: _refit(loaded, frame, best))
-        with phase("Ray shutdown"):
-            runtime.shutdown()
-        board_logged.result()
-        with phase("champion registration"):
-            champion = registration.result(force_promote=force_promote) if registration else None
+        try:
+            with phase("Ray shutdown"):
+                runtime.shutdown()
+            board_logged.result()
+            with phase("champion registration"):
+                champion = registration.result(force_promote=force_promote) if registration else None
+        except BaseException:  # Ctrl-C: the pool waits for its thread, which stops after its current step
+            if registration is not None:
+                registration.cancel()
+            raise
     baseline = next((r.model for r in board if r.baseline), None)
     if champion is None:  # every trial failed
         return ExperimentResult(board, None, None, None, session.session_id, session.tracking_uri,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from concurrent.futures import Executor, ThreadPoolExecutor
+import threading
+from concurrent.futures import CancelledError, Executor, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
@@ -85,6 +86,7 @@ class ChampionRegistration:
                  fitted: Callable[[], FittedPredictor] | None = None,
                  timed: Callable[[str], AbstractContextManager] = lambda name: nullcontext()) -> None:
         self.loaded, self.best, self.metric, self.tracking_uri, self.run_id = loaded, best, metric, tracking_uri, run_id
+        self._cancelled = threading.Event()
         mlflow.set_tracking_uri(tracking_uri)
         self._done = pool.submit(self._run, frame, folds, experiment_id, fitted or (lambda: refit(loaded, frame, best)),
                                  timed)
@@ -95,7 +97,9 @@ class ChampionRegistration:
         with timed("current champion rescored"):
             current = score_current(MlflowClient(self.tracking_uri), spec.registered_model_name, frame, folds,
                                     spec=spec, metric=self.metric)
+        self._go_on()
         predictor = fitted()
+        self._go_on()
         metadata = {"model": best.model, "metric": self.metric.name, "score": best.score, "task": spec.task,
                     "target": spec.data.target, "params": best.params}
         with timed("champion model logged"):
@@ -103,6 +107,14 @@ class ChampionRegistration:
                              code_paths=user_code_paths(spec, self.loaded.base_dir), metadata=metadata,
                              sample=_sample_input(frame, spec, predictor))
         return current, info, version_tags(self.loaded, frame, best, metric=self.metric)
+
+    def cancel(self) -> None:
+        """Stop before the next step (the caller was interrupted): no model is logged after this returns."""
+        self._cancelled.set()
+
+    def _go_on(self) -> None:
+        if self._cancelled.is_set():
+            raise CancelledError("the champion's registration was cancelled")
 
     def result(self, *, force_promote: bool = False) -> Champion:
         """Wait for the thread, decide, register the logged model with its tags and point the alias at it.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import replace
 
 import mlflow
@@ -72,6 +72,28 @@ def test_the_refit_and_the_model_s_log_run_while_the_caller_goes_on(session):
     assert {"champion model logged", "current champion rescored"} <= set(steps)
     assert champion.decision.promote and champion.decision.reason == "first champion"
     assert champion.uri == "models:/ends@champion" and champion.version == "1"
+
+
+def test_a_registration_cancelled_while_it_refits_logs_and_registers_nothing(session):
+    loaded, frame, uri, experiment_id, _ = session
+    best = LeaderboardRow("ridge", 55.0, 1.0, {"alpha": 1.0}, trials=1, failed=0, wall_time_s=0.1)
+    refitting, cancelled = threading.Event(), threading.Event()
+
+    def fitted():  # the caller is interrupted (Ctrl-C) while the winner is refit
+        refitting.set()
+        cancelled.wait(timeout=10)
+        return refit(loaded, frame, best)
+
+    with ThreadPoolExecutor(1) as pool:
+        registration = _registration(pool, session, best, fitted=fitted)
+        assert refitting.wait(timeout=30)
+        registration.cancel()
+        cancelled.set()
+    with pytest.raises(CancelledError):
+        registration.result()
+    client = MlflowClient(uri)
+    assert client.search_logged_models(experiment_ids=[experiment_id]) == []
+    assert client.search_registered_models() == []
 
 
 def test_the_registered_version_is_the_model_with_its_example_signature_and_tags(session):
