@@ -148,7 +148,8 @@ def log_spec(client: MlflowClient, run_id: str, loaded: LoadedSpec) -> None:
 
 
 def log_leaderboard(session: Session, board: list[LeaderboardRow], metric: str) -> None:
-    """Each model's best score, parameters and counts on its parent run (one write each); the table on the session run."""
+    """Each model's best score, parameters and counts on its parent run (one batch each); the table on the
+    session run."""
     client, now = session.client, int(time.time() * 1000)
     for row in board:
         metrics = {"trials": row.trials, "trials_failed": row.failed, "wall_time_s": row.wall_time_s}

@@ -63,9 +63,10 @@ def register_champion(loaded: LoadedSpec, frame: pd.DataFrame, best: Leaderboard
         The registered version, its alias and the promotion decision.
     """
     with ThreadPoolExecutor(1, thread_name_prefix="raymlx-champion") as pool:
-        return ChampionRegistration(pool, loaded, frame, best, metric=metric, folds=folds, tracking_uri=tracking_uri,
-                                    run_id=run_id, experiment_id=experiment_id,
-                                    fitted=(lambda: predictor) if predictor else None).result(force_promote=force_promote)
+        registration = ChampionRegistration(pool, loaded, frame, best, metric=metric, folds=folds,
+                                            tracking_uri=tracking_uri, run_id=run_id, experiment_id=experiment_id,
+                                            fitted=None if predictor is None else (lambda: predictor))
+        return registration.result(force_promote=force_promote)
 
 
 class ChampionRegistration:
@@ -92,7 +93,8 @@ class ChampionRegistration:
                                  timed)
 
     def _run(self, frame: pd.DataFrame, folds: list[Fold], experiment_id: str, fitted: Callable[[], FittedPredictor],
-             timed: Callable[[str], AbstractContextManager]) -> tuple[CurrentChampion | None, ModelInfo, dict[str, str]]:
+             timed: Callable[[str], AbstractContextManager]
+             ) -> tuple[CurrentChampion | None, ModelInfo, dict[str, str]]:
         spec, best = self.loaded.spec, self.best
         with timed("current champion rescored"):
             current = score_current(MlflowClient(self.tracking_uri), spec.registered_model_name, frame, folds,
@@ -109,7 +111,8 @@ class ChampionRegistration:
         return current, info, version_tags(self.loaded, frame, best, metric=self.metric)
 
     def cancel(self) -> None:
-        """Stop before the next step (the caller was interrupted): no model is logged after this returns."""
+        """Stop after the current step (the caller was interrupted): nothing is logged or registered unless the
+        model's log had begun."""
         self._cancelled.set()
 
     def _go_on(self) -> None:
@@ -120,7 +123,8 @@ class ChampionRegistration:
         """Wait for the thread, decide, register the logged model with its tags and point the alias at it.
 
         Raises:
-            Whatever the refit, the model's log or the current champion's load raised.
+            CancelledError: :meth:`cancel` stopped it.
+            Exception: Whatever the refit, the model's log or the current champion's load raised.
         """
         spec = self.loaded.spec
         current, info, tags = self._done.result()

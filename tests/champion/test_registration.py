@@ -47,8 +47,9 @@ def session(project):
 
 def _registration(pool, session, best: LeaderboardRow, **kwargs) -> ChampionRegistration:
     loaded, frame, uri, experiment_id, session_id = session
-    return ChampionRegistration(pool, loaded, frame, best, metric=get_metric("rmse"), folds=make_folds(frame, loaded.spec),
-                                tracking_uri=uri, run_id=session_id, experiment_id=experiment_id, **kwargs)
+    return ChampionRegistration(pool, loaded, frame, best, metric=get_metric("rmse"),
+                                folds=make_folds(frame, loaded.spec), tracking_uri=uri, run_id=session_id,
+                                experiment_id=experiment_id, **kwargs)
 
 
 def test_the_refit_and_the_model_s_log_run_while_the_caller_goes_on(session):
