@@ -26,8 +26,8 @@ from ray.air.constants import TRAINING_ITERATION
 
 from raymlx import _compat
 from raymlx._interrupts import checkpoint
-from raymlx.champion import FittedPredictor, register_champion, user_code_paths
-from raymlx.champion.register import refit
+from raymlx.champion import FittedPredictor, user_code_paths
+from raymlx.champion.register import ChampionRegistration, refit
 from raymlx.errors import RaymlxError
 from raymlx.features import PipelineFailed, compute_fold_features, share_features
 from raymlx.folds import Fold
@@ -164,10 +164,7 @@ def run_experiment(loaded: LoadedSpec, frame: pd.DataFrame, *, address: str | No
                                   wall_times={n: p.wall_time_s for n, p in progress.models.items()},
                                   errors={n: p.last_error for n, p in progress.models.items()},
                                   baseline=head.baseline)
-        with ThreadPoolExecutor(1) as pool:  # Ray's shutdown (about a second) overlaps the champion's refit
-            refitting = pool.submit(_refit, loaded, frame, board)
-            runtime.shutdown()
-            result = _register(loaded, frame, folds, board, session, metric, refitting.result(), force_promote)
+        result = _end(loaded, frame, folds, board, session, metric, runtime, force_promote)
     except KeyboardInterrupt:
         if state.session is not None:
             state.session.end(status="KILLED")
@@ -258,34 +255,40 @@ def _tune_while_opening(loaded: LoadedSpec, frame: pd.DataFrame, head: HeadStart
         return progress
 
 
-def _refit(loaded: LoadedSpec, frame: pd.DataFrame, board: list[LeaderboardRow]) -> FittedPredictor | None:
-    """The champion's configuration fitted on every row; ``None`` when no row may be the champion."""
+def _end(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold], board: list[LeaderboardRow], session: Session,
+         metric: Metric, runtime: BackgroundRuntime, force_promote: bool) -> ExperimentResult:
+    """Everything after tuning: Ray's shutdown (0.3 to 1 s, mostly waiting) while a thread rescores the current
+    champion, refits the winner and logs its model, and another writes the leaderboard (waiting on the disk:
+    about 0.5 s of sqlite commits after the shutdown); then the registry and the alias."""
     best = champion_row(board, baseline_may_win=loaded.spec.baseline_spec.may_win)
-    if best is None:
-        return None
-    with phase("champion refit"):
-        return refit(loaded, frame, best)
-
-
-def _register(loaded: LoadedSpec, frame: pd.DataFrame, folds: list[Fold], board: list[LeaderboardRow],
-              session: Session, metric: Metric, predictor: FittedPredictor | None,
-              force_promote: bool) -> ExperimentResult:
-    """Log the leaderboard and register the refit winner through the promotion gate: everything after tuning
-    that needs no Ray."""
-    log_leaderboard(session, board, metric.name)
+    with ThreadPoolExecutor(2, thread_name_prefix="raymlx-end") as pool:
+        board_logged = pool.submit(log_leaderboard, session, board, metric.name)
+        registration = None if best is None else ChampionRegistration(
+            pool, loaded, frame, best, metric=metric, folds=folds, tracking_uri=session.tracking_uri,
+            run_id=session.session_id, experiment_id=session.experiment_id, timed=phase,
+            fitted=lambda: _refit(loaded, frame, best))
+        try:
+            with phase("Ray shutdown"):
+                runtime.shutdown()
+            board_logged.result()
+            with phase("champion registration"):
+                champion = registration.result(force_promote=force_promote) if registration else None
+        except BaseException:  # Ctrl-C: the pool waits for its thread, which stops after its current step
+            if registration is not None:
+                registration.cancel()
+            raise
     baseline = next((r.model for r in board if r.baseline), None)
-    best = champion_row(board, baseline_may_win=loaded.spec.baseline_spec.may_win)
-    if best is None or predictor is None:  # every trial failed
+    if champion is None:  # every trial failed
         return ExperimentResult(board, None, None, None, session.session_id, session.tracking_uri,
                                 session.experiment_id, baseline=baseline, beats_baseline=beats_baseline(board))
-    with phase("champion registration"):
-        champion = register_champion(loaded, frame, best, metric=metric, folds=folds,
-                                     tracking_uri=session.tracking_uri, run_id=session.session_id,
-                                     experiment_id=session.experiment_id, force_promote=force_promote,
-                                     predictor=predictor)
     return ExperimentResult(board, champion.model, champion.uri, champion.version, session.session_id,
                             session.tracking_uri, session.experiment_id, champion.decision.promote,
                             champion.decision.reason, baseline, beats_baseline(board))
+
+
+def _refit(loaded: LoadedSpec, frame: pd.DataFrame, best: LeaderboardRow) -> FittedPredictor:
+    with phase("champion refit"):
+        return refit(loaded, frame, best)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from raymlx._processes import driver_id
@@ -147,21 +148,18 @@ def log_spec(client: MlflowClient, run_id: str, loaded: LoadedSpec) -> None:
 
 
 def log_leaderboard(session: Session, board: list[LeaderboardRow], metric: str) -> None:
-    """Each model's best score, parameters and counts on its parent run; the table on the session run."""
-    client = session.client
+    """Each model's best score, parameters and counts on its parent run (one batch each); the table on the
+    session run."""
+    client, now = session.client, int(time.time() * 1000)
     for row in board:
-        run_id = session.parents[row.model]
+        metrics = {"trials": row.trials, "trials_failed": row.failed, "wall_time_s": row.wall_time_s}
         if row.score == row.score:
-            client.log_metric(run_id, f"best_{metric}", row.score)
-            client.log_metric(run_id, f"best_{metric}_std", row.score_std)
-        for key, value in row.params.items():
-            client.log_param(run_id, f"best.{key}", value)
+            metrics.update({f"best_{metric}": row.score, f"best_{metric}_std": row.score_std})
         if row.skill == row.skill:
-            client.log_metric(run_id, "skill_vs_baseline", row.skill)
-        if row.baseline:
-            client.set_tag(run_id, BASELINE_TAG, "auto")
-        client.log_metric(run_id, "trials", row.trials)
-        client.log_metric(run_id, "trials_failed", row.failed)
-        client.log_metric(run_id, "wall_time_s", row.wall_time_s)
+            metrics["skill_vs_baseline"] = row.skill
+        client.log_batch(session.parents[row.model],  # the client splits what exceeds one request
+                         metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+                         params=[Param(f"best.{key}", str(value)) for key, value in row.params.items()],
+                         tags=[RunTag(BASELINE_TAG, "auto")] if row.baseline else [])
     table = leaderboard_frame(board)
     client.log_text(session.session_id, table.to_csv(index=False), "leaderboard.csv")

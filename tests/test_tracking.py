@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from raymlx.tracking import SessionRuns, ensure_experiment, resolve_tracking_uri
+from raymlx.select import LeaderboardRow
+from raymlx.tracking import (BASELINE_TAG, Session, SessionRuns, ensure_experiment, log_leaderboard,
+                             resolve_tracking_uri, start_runs)
 
 
 @pytest.mark.parametrize(("uri", "relative"), [
@@ -299,3 +302,24 @@ def test_a_run_killed_before_its_parameters_were_written_is_its_trials_run_again
     assert (found["b"].info.status, found["b"].data.tags["raymlx.trial_id"]) == ("FINISHED", "b2")
     assert (found["b"].data.params["model"], found["b"].data.params["params/alpha"]) == ("ridge", "1")
     assert found["x"].info.status == "KILLED"
+
+
+def test_the_leaderboard_lands_on_each_model_s_parent_run_and_the_table_on_the_session_run(store):
+    uri, spec_dir = store
+    experiment_id = ensure_experiment("board", tracking_uri=uri, base_dir=spec_dir)
+    client = MlflowClient(uri)
+    session_id, parents = start_runs(client, experiment_id, name="board", models=["wide", "baseline", "failed"])
+    wide = {f"p{i:03d}": i for i in range(150)}  # more parameters than one of MLflow's batches holds
+    board = [LeaderboardRow("wide", 0.9, 0.01, wide, trials=12, failed=1, wall_time_s=3.5, skill=0.25),
+             LeaderboardRow("baseline", 0.7, 0.02, {"strategy": "mean"}, 1, 0, 0.1, baseline=True),
+             LeaderboardRow("failed", math.nan, math.nan, {}, 4, 4, 0.2)]
+    log_leaderboard(Session(experiment_id, session_id, parents, uri), board, "accuracy")
+    runs = {name: client.get_run(run_id).data for name, run_id in parents.items()}
+    assert runs["wide"].params == {f"best.{k}": str(v) for k, v in wide.items()}
+    assert runs["wide"].metrics == {"best_accuracy": 0.9, "best_accuracy_std": 0.01, "skill_vs_baseline": 0.25,
+                                    "trials": 12, "trials_failed": 1, "wall_time_s": 3.5}
+    assert BASELINE_TAG not in runs["wide"].tags and runs["baseline"].tags[BASELINE_TAG] == "auto"
+    assert runs["baseline"].params == {"best.strategy": "mean"}
+    assert runs["failed"].metrics == {"trials": 4, "trials_failed": 4, "wall_time_s": 0.2} and not runs["failed"].params
+    table = client.download_artifacts(session_id, "leaderboard.csv", str(spec_dir))
+    assert [line.split(",")[0] for line in Path(table).read_text().splitlines()[1:]] == ["wide", "baseline", "failed"]
