@@ -49,7 +49,7 @@ def _request_bytes(url: str, body: bytes) -> tuple[str, int, bytes]:
     parts = urlsplit(url)
     head = (f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
-    return parts.hostname, parts.port or 80, head.encode() + body
+    return parts.hostname or "127.0.0.1", parts.port or 80, head.encode() + body
 
 
 class _Connection(asyncio.Protocol):
