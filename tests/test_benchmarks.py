@@ -53,7 +53,8 @@ def test_serve_benchmark_runs(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [(r["server"], r["concurrency"]) for r in rows] == [
         ("raymlx serve", 1), ("raymlx serve", 16), ("FastAPI + uvicorn", 1), ("FastAPI + uvicorn", 16)]
-    assert all(r["rps"] > 0 and r["non_200"] == 0 and r["server_cpu_us"] > 0 for r in rows), rows
+    assert all(r["rps"] > 0 and r["non_200"] == 0 and r["server_cpu_us"] > 0 and r["client_cpu_us"] > 0
+               for r in rows), rows
     assert [r["batch"] >= 1 for r in rows[:2]] == [True, True], "raymlx says how many requests a model call answered"
     assert all(math.isnan(r["batch"]) for r in rows[2:]), "uvicorn's plain app sends no batch size"
 

@@ -172,16 +172,18 @@ def measure(workload: str, name: str, url: str, body: bytes, *, seconds: float, 
     rows = []
     for concurrency in (1, 16):
         run_load(url, body, concurrency=concurrency, seconds=1.0, warmup_s=0)
-        before = tree_cpu_s(server)
+        before, client_before = tree_cpu_s(server), time.process_time()
         result: LoadResult = run_load(url, body, concurrency=concurrency, seconds=seconds, warmup_s=0)
+        client_us = (time.process_time() - client_before) / max(result.requests, 1) * 1e6
         cpu_us = (tree_cpu_s(server) - before) / max(result.requests, 1) * 1e6
         ok = result.statuses.get(200, 0)
         rows.append({"workload": workload, "server": name, "concurrency": concurrency, "rps": ok / result.seconds,
                      "p50_ms": result.percentile(50), "p99_ms": result.percentile(99),
                      "non_200": result.requests - ok + result.errors, "batch": result.mean_batch_size,
-                     "server_cpu_us": cpu_us})
+                     "server_cpu_us": cpu_us, "client_cpu_us": client_us})
         print(f"  {workload}, {name} c={concurrency}: {rows[-1]['rps']:.0f} req/s, p50 {rows[-1]['p50_ms']:.1f} ms, "
-              f"p99 {rows[-1]['p99_ms']:.1f} ms, non-200 {rows[-1]['non_200']}, server CPU {cpu_us:.0f} us a request",
+              f"p99 {rows[-1]['p99_ms']:.1f} ms, non-200 {rows[-1]['non_200']}, server CPU {cpu_us:.0f} us a request, "
+              f"client {client_us:.0f} us",
               file=sys.stderr, flush=True)
     return rows
 
@@ -253,13 +255,15 @@ def _batch(row: dict) -> str:
 
 def table(rows: list[dict]) -> str:
     uvicorn = {(r["workload"], r["concurrency"]): r["rps"] for r in rows if r["server"] == "FastAPI + uvicorn"}
-    lines = ["| workload | server | clients | req/s | p50 ms | p99 ms | vs uvicorn | non-200 | batch | server CPU µs/req |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| workload | server | clients | req/s | p50 ms | p99 ms | vs uvicorn | non-200 | batch | server CPU µs/req "
+             "| client CPU µs/req |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         base = uvicorn.get((r["workload"], r["concurrency"]))
         ratio = f"{r['rps'] / base:.2f}x" if base else "-"
         lines.append(f"| {r['workload']} | {r['server']} | {r['concurrency']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | "
-                     f"{r['p99_ms']:.1f} | {ratio} | {r['non_200']} | {_batch(r)} | {r['server_cpu_us']:.0f} |")
+                     f"{r['p99_ms']:.1f} | {ratio} | {r['non_200']} | {_batch(r)} | {r['server_cpu_us']:.0f} | "
+                     f"{r.get('client_cpu_us', float('nan')):.0f} |")
     return "\n".join(lines)
 
 

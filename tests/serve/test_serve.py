@@ -378,10 +378,12 @@ def test_overload_sheds_503_and_recovers(served, store):
 
 
 def test_replicas_write_no_access_log_line_per_request():
-    """Serve's access log costs a record formatted and written per request (5 to 8 % of a replica at 16 clients)."""
+    """Serve's access log costs a record formatted and written per request (5 to 8 % of a replica at 16 clients),
+    and a record built and dropped per request while Serve's logger takes INFO lines."""
     from raymlx.serve.deployment import champion_deployment
     from raymlx.serve.model import ModelRef
 
     ref = ModelRef("models:/m/1", "models:/m/1", "sqlite:///unused.db", "m", "1")
     deployment = champion_deployment(ref, serve_options(ServeSpec()))
     assert deployment.logging_config["enable_access_log"] is False
+    assert deployment.logging_config["log_level"] == "WARNING"
