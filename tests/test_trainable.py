@@ -135,14 +135,23 @@ def test_predictions_are_kept_only_when_asked_and_scores_do_not_change():
 
 
 _THREADS = """
-import os, sys
+import os, sys, threading
 os.environ.pop("OMP_NUM_THREADS", None)
 import raymlx.trainable  # as a lean runtime's worker does as it starts, before Ray sets the variable for its task
 from threadpoolctl import threadpool_info
 before = max(i["num_threads"] for i in threadpool_info())
 os.environ["OMP_NUM_THREADS"] = "1"  # what Ray sets before a one-CPU task
-raymlx.trainable._threads(os.environ["OMP_NUM_THREADS"])
-print(before, sorted({i["num_threads"] for i in threadpool_info()}))
+seen = []
+
+def trial():  # Tune runs each trial in a thread of its own; OpenMP's count is the thread's
+    raymlx.trainable._threads(os.environ["OMP_NUM_THREADS"])
+    seen.append(sorted({i["num_threads"] for i in threadpool_info()}))
+
+for _ in range(2):
+    thread = threading.Thread(target=trial)
+    thread.start()
+    thread.join()
+print(before, seen)
 """
 
 
@@ -153,4 +162,4 @@ def test_a_worker_that_imported_scikit_learn_early_gets_the_threads_ray_gives_it
     assert done.returncode == 0, done.stderr
     before, after = done.stdout.split(" ", 1)
     assert int(before) > 1  # BLAS and OpenMP started a thread per core
-    assert after.strip() == "[1]"
+    assert after.strip() == "[[1], [1]]"
