@@ -24,8 +24,9 @@ from unittest import mock
 import ray
 
 __all__ = ["CHECKED_RAY", "private_apis", "stop_monitor", "prompt_node_wait", "loopback_node", "lean_local_node",
-           "tune_actor_env_defaults", "warm_workers", "empty_sqlite_store", "serve_target_groups", "versioned_deployment", "mlflow_metrics", "MAX_METRICS_PER_BATCH",
-           "MAX_PARAMS_PER_BATCH", "object_store_usage", "keep_starting_actors"]
+           "tune_actor_env_defaults", "warm_workers", "empty_sqlite_store", "serve_target_groups",
+           "versioned_deployment", "mlflow_metrics", "MAX_METRICS_PER_BATCH", "MAX_PARAMS_PER_BATCH",
+           "object_store_usage", "keep_starting_actors"]
 
 logger = logging.getLogger(__name__)
 

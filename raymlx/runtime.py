@@ -18,7 +18,7 @@ from raymlx._processes import Watchdog
 from raymlx.errors import UserInputError
 from raymlx.spec import RuntimeSpec
 
-__all__ = ["init_ray", "cluster_address", "shutdown_ray", "BackgroundRuntime", "trial_actor_env"]
+__all__ = ["init_ray", "cluster_address", "shutdown_ray", "BackgroundRuntime", "trial_actor_env", "TRIAL_MODULES"]
 
 _TUNE_ACTOR_ENV = ("PL_DISABLE_FORK", "1")
 # glibc's malloc raises its threshold for serving an allocation from its own mapping as large blocks are freed,
@@ -72,15 +72,11 @@ def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str,
         os.environ.setdefault(*_WORKER_MALLOC_ENV)  # this process's own allocator has read its settings already
         # Loopback only: the runtime serves this machine alone, and Ray's ports accept jobs (ShadowRay).
         lean_node = _compat.lean_local_node(log_monitor=verbose) if lean else nullcontext()
-        warm = _compat.warm_workers(_trial_modules(), keep_idle_s=_KEEP_IDLE_S) if lean else nullcontext()
+        warm = _compat.warm_workers(TRIAL_MODULES, keep_idle_s=_KEEP_IDLE_S) if lean else nullcontext()
         with _compat.prompt_node_wait(), _compat.loopback_node(), lean_node, warm:
             ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=verbose,
                      logging_level=level, object_store_memory=runtime.object_store_memory_mb * 1024 * 1024)
     return True
-
-
-def _trial_modules() -> tuple[str, ...]:
-    return () if os.environ.get("RAYMLX_NO_PRELOAD") else TRIAL_MODULES  # TEMP: measuring
 
 
 def _working_dir(base_dir: str) -> dict:

@@ -104,7 +104,8 @@ def workers():
     for pid, _ in descendants(os.getpid()):
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\\0")
-            if command[0].startswith(b"ray::") or b"python" in command[0] and b"default_worker.py" in b" ".join(command):
+            started = command[0].startswith(b"ray::")  # a worker's title once it runs
+            if started or b"python" in command[0] and b"default_worker.py" in b" ".join(command):
                 found.add(pid)
         except OSError:
             pass
@@ -128,7 +129,8 @@ class Trial:
     def where(self):
         return os.getpid(), self.imported
 
-pid, imported = ray.get(Trial.options(scheduling_strategy=PlacementGroupSchedulingStrategy(group)).remote().where.remote())
+trial = Trial.options(scheduling_strategy=PlacementGroupSchedulingStrategy(group)).remote()
+pid, imported = ray.get(trial.where.remote())
 shutdown_ray()
 print("prestarted" if pid in prestarted else f"new worker {pid} (prestarted: {sorted(prestarted)})")
 print(",".join(imported))
