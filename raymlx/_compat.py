@@ -24,8 +24,9 @@ from unittest import mock
 import ray
 
 __all__ = ["CHECKED_RAY", "private_apis", "stop_monitor", "prompt_node_wait", "loopback_node", "lean_local_node",
-           "tune_actor_env_defaults", "empty_sqlite_store", "serve_target_groups", "versioned_deployment", "mlflow_metrics", "MAX_METRICS_PER_BATCH",
-           "MAX_PARAMS_PER_BATCH", "object_store_usage", "keep_starting_actors"]
+           "tune_actor_env_defaults", "warm_workers", "empty_sqlite_store", "serve_target_groups",
+           "versioned_deployment", "mlflow_metrics", "MAX_METRICS_PER_BATCH", "MAX_PARAMS_PER_BATCH",
+           "object_store_usage", "keep_starting_actors"]
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +201,44 @@ def lean_local_node(*, log_monitor: bool) -> Iterator[None]:
         yield
 
 
+# Ray's settings (read by the raylet from its environment as it starts) that keep a local runtime's first workers.
+_IDLE_KILL_ENV = "RAY_idle_worker_killing_time_threshold_ms"
+_PRELOAD_ENV = "RAY_preload_python_modules"
+
+
+@contextlib.contextmanager
+def warm_workers(modules: tuple[str, ...], *, keep_idle_s: float) -> Iterator[None]:
+    """Start a local runtime whose prestarted workers import ``modules`` at once and wait for the first work.
+
+    The raylet starts one worker per CPU as it starts, and stops an idle worker after one second
+    once the CPUs are reserved: Tune reserves them (its placement groups) a moment before it asks
+    for its trial actors, so in some runs the prestarted workers were stopped just then, two new
+    ones started, and the first trials waited for their whole start. With ``keep_idle_s`` they
+    stay, and with ``modules`` (Ray's ``preload_python_modules``) they import what a trial needs
+    while the driver sets up Tune. Ray reads both from the raylet's environment, set here for
+    the start only. Fallback (settings Ray no longer reads): Ray's defaults.
+    """
+    saved = {name: os.environ.get(name) for name in (_IDLE_KILL_ENV, _PRELOAD_ENV)}
+    os.environ[_IDLE_KILL_ENV] = str(int(keep_idle_s * 1000))
+    if modules:
+        os.environ[_PRELOAD_ENV] = ",".join(modules)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _raylet_reads(*settings: str) -> bool:
+    """Whether the installed raylet knows these settings (their names are in its executable)."""
+    services = importlib.import_module("ray._private.services")
+    data = Path(services.RAYLET_EXECUTABLE).read_bytes()
+    return all(name.encode() in data for name in settings)
+
+
 def _empty_store_template(db_utils: Any) -> Path:
     """An empty sqlite store of the installed MLflow (its tables and schema revision, no experiment), made once."""
     import mlflow
@@ -351,6 +390,7 @@ _NEEDS: dict[str, list[tuple[str, str]]] = {
     "lean_local_node": [("ray._private.node", f"Node.{name}") for name in
                         (*_UNUSED_BY_ONE_DRIVER, "start_log_monitor")],
     "tune_actor_env": [("ray.tune.execution.class_cache", "DEFAULT_ENV_VARS")],
+    "warm_workers": [("ray._private.services", "RAYLET_EXECUTABLE"), ("ray._private.utils", "try_import_each_module")],
     "serve_target_groups": [("ray.serve._private.constants", "SERVE_CONTROLLER_NAME"),
                             ("ray.serve._private.constants", "SERVE_NAMESPACE"),
                             ("ray.serve._private.controller", "ServeController.get_target_groups")],
@@ -389,4 +429,6 @@ def _has(module: str, path: str) -> bool:
 
 def private_apis() -> dict[str, bool]:
     """Whether each private API raymlx uses is there in the installed Ray (``False``: its fallback is in use)."""
-    return {name: all(_has(module, path) for module, path in needs) for name, needs in _NEEDS.items()}
+    found = {name: all(_has(module, path) for module, path in needs) for name, needs in _NEEDS.items()}
+    found["warm_workers"] = found["warm_workers"] and _raylet_reads(_IDLE_KILL_ENV, _PRELOAD_ENV)
+    return found

@@ -18,7 +18,7 @@ from raymlx._processes import Watchdog
 from raymlx.errors import UserInputError
 from raymlx.spec import RuntimeSpec
 
-__all__ = ["init_ray", "cluster_address", "shutdown_ray", "BackgroundRuntime", "trial_actor_env"]
+__all__ = ["init_ray", "cluster_address", "shutdown_ray", "BackgroundRuntime", "trial_actor_env", "TRIAL_MODULES"]
 
 _TUNE_ACTOR_ENV = ("PL_DISABLE_FORK", "1")
 # glibc's malloc raises its threshold for serving an allocation from its own mapping as large blocks are freed,
@@ -26,6 +26,11 @@ _TUNE_ACTOR_ENV = ("PL_DISABLE_FORK", "1")
 # a fixed threshold keeps trial workers' memory to what their fits use (at 1M rows, their heap's peak 707 -> 609
 # MiB, the run's PSS 2094 -> 1965 MiB, with no more CPU). Read by each worker as it starts.
 _WORKER_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", str(4 * 1024 * 1024))
+# What a trial actor imports (Tune's function trainable with pandas, then raymlx's trainable with scikit-learn's
+# base and metrics: about 1.8 CPU-seconds), imported by a lean runtime's prestarted workers while the driver
+# sets up Tune; and how long they wait for Tune's actors before Ray may stop them as idle.
+TRIAL_MODULES = ("ray.tune.trainable.function_trainable", "raymlx.trainable")
+_KEEP_IDLE_S = 60.0
 _JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # what Ray's job manager gives a job's driver: its runtime env
 
 
@@ -67,7 +72,8 @@ def init_ray(runtime: RuntimeSpec, *, address: str | None = None, base_dir: str,
         os.environ.setdefault(*_WORKER_MALLOC_ENV)  # this process's own allocator has read its settings already
         # Loopback only: the runtime serves this machine alone, and Ray's ports accept jobs (ShadowRay).
         lean_node = _compat.lean_local_node(log_monitor=verbose) if lean else nullcontext()
-        with _compat.prompt_node_wait(), _compat.loopback_node(), lean_node:
+        warm = _compat.warm_workers(TRIAL_MODULES, keep_idle_s=_KEEP_IDLE_S) if lean else nullcontext()
+        with _compat.prompt_node_wait(), _compat.loopback_node(), lean_node, warm:
             ray.init(address="local", num_cpus=runtime.num_cpus, include_dashboard=False, log_to_driver=verbose,
                      logging_level=level, object_store_memory=runtime.object_store_memory_mb * 1024 * 1024)
     return True

@@ -87,3 +87,65 @@ def test_a_lean_runtime_starts_no_api_server_nor_monitors_and_runs_tasks(lean):
     assert "gcs_server" in started and "raylet" in started
     for unused in ("dashboard/dashboard.py", "autoscaler/_private/monitor.py", "_private/log_monitor.py"):
         assert (unused in started) is not lean, (unused, started)
+
+
+_FIRST_ACTOR = """
+import os, sys, time
+from pathlib import Path
+import ray
+from ray.util.placement_group import placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+from raymlx._processes import descendants
+from raymlx.runtime import TRIAL_MODULES, init_ray, shutdown_ray
+from raymlx.spec import RuntimeSpec
+
+def workers():
+    found = set()
+    for pid, _ in descendants(os.getpid()):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\\0")
+            started = command[0].startswith(b"ray::")  # a worker's title once it runs
+            if started or b"python" in command[0] and b"default_worker.py" in b" ".join(command):
+                found.add(pid)
+        except OSError:
+            pass
+    return found
+
+init_ray(RuntimeSpec(num_cpus=1, object_store_memory_mb=100), base_dir=".", lean=True)
+deadline = time.monotonic() + 60
+while not workers() and time.monotonic() < deadline:
+    time.sleep(0.1)
+prestarted = workers()
+time.sleep(2.5)  # idle for longer than Ray's default second before it stops an idle worker
+group = placement_group([{"CPU": 1}])  # the CPU reserved before the actor is asked for, as Tune does
+ray.get(group.ready())
+time.sleep(1.5)
+
+@ray.remote(num_cpus=1)
+class Trial:
+    def __init__(self):
+        self.imported = [name for name in TRIAL_MODULES if name in sys.modules]
+
+    def where(self):
+        return os.getpid(), self.imported
+
+trial = Trial.options(scheduling_strategy=PlacementGroupSchedulingStrategy(group)).remote()
+pid, imported = ray.get(trial.where.remote())
+shutdown_ray()
+print("prestarted" if pid in prestarted else f"new worker {pid} (prestarted: {sorted(prestarted)})")
+print(",".join(imported))
+"""
+
+
+def test_the_first_trial_actor_starts_in_the_prestarted_worker_with_its_modules_imported():
+    """A lean runtime's prestarted worker imports what a trial needs as it starts, and is still there when the
+    actor comes after its CPU was reserved (Ray stopped it as idle then, and started a new worker that imported
+    everything again)."""
+    done = subprocess.run([sys.executable, "-c", _FIRST_ACTOR], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    where, imported = done.stdout.splitlines()[-2:]
+    assert where == "prestarted"
+    from raymlx.runtime import TRIAL_MODULES
+
+    assert imported.split(",") == list(TRIAL_MODULES)

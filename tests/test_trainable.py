@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +132,34 @@ def test_predictions_are_kept_only_when_asked_and_scores_do_not_change():
     assert "predictions" not in lean
     assert {k: v for k, v in lean.items() if k != "fit_time_s"} == {
         k: v for k, v in kept.items() if k not in ("fit_time_s", "predictions")}
+
+
+_THREADS = """
+import os, sys, threading
+os.environ.pop("OMP_NUM_THREADS", None)
+import raymlx.trainable  # as a lean runtime's worker does as it starts, before Ray sets the variable for its task
+from threadpoolctl import threadpool_info
+before = max(i["num_threads"] for i in threadpool_info())
+os.environ["OMP_NUM_THREADS"] = "1"  # what Ray sets before a one-CPU task
+seen = []
+
+def trial():  # Tune runs each trial in a thread of its own; OpenMP's count is the thread's
+    raymlx.trainable._threads(os.environ["OMP_NUM_THREADS"])
+    seen.append(sorted({i["num_threads"] for i in threadpool_info()}))
+
+for _ in range(2):
+    thread = threading.Thread(target=trial)
+    thread.start()
+    thread.join()
+print(before, seen)
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the libraries start one thread per core: one core shows nothing")
+def test_a_worker_that_imported_scikit_learn_early_gets_the_threads_ray_gives_its_task():
+    done = subprocess.run([sys.executable, "-c", _THREADS], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    before, after = done.stdout.split(" ", 1)
+    assert int(before) > 1  # BLAS and OpenMP started a thread per core
+    assert after.strip() == "[[1], [1]]"

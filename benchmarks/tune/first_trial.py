@@ -7,7 +7,7 @@ Runs the cheap-trial example (``cheap.py``, 12 trials per model, report and base
 and repeat, alternating checkouts so that pairs share the machine's load; each run in a fresh copy with a fresh
 sqlite store. The first trial is the first trial run's start in MLflow (what run.py counts; ``in_workers``: the
 first in Ray's workers, ``on_driver``: how many the driver evaluated). CPU time is sampled from /proc every 20 ms:
-a process's time until its last sample before the first trial.
+a process's time until its last sample before the first trial (``cpu_run_s``: the whole run's, until its last sample).
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def trace(code: str, example: Path, workdir: Path, trials: int) -> dict:
     sets = [x for model in MODELS for x in ("--set", f"models.{model}.search.num_samples={trials}")]
     command = [sys.executable, "-m", "raymlx.cli", "tune", "specs.yaml", "--set", "report.enabled=false",
                "--set", "baseline=false", *sets]
-    env = {**os.environ, "PYTHONPATH": code}
+    code, *settings = code.split(":")
+    env = {**os.environ, "PYTHONPATH": code, **dict(setting.split("=", 1) for setting in settings)}
     samples: list[tuple[float, dict[int, tuple[str, float]]]] = []
     kinds: dict[int, str] = {}
     started = time.time()
@@ -90,14 +91,20 @@ def trace(code: str, example: Path, workdir: Path, trials: int) -> dict:
         latest.update(cpu)
     for kind, seconds in latest.values():
         by_kind[kind] = by_kind.get(kind, 0.0) + max(seconds, 0.0)
+    final: dict[int, tuple[str, float]] = {}
+    for _, cpu in samples:
+        final.update(cpu)
+    run_workers = [seconds for kind, seconds in final.values() if kind == "workers"]
     return {"first_trial_s": first - started, "in_workers_s": first_in_workers - started, "on_driver": on_driver,
-            "wall_s": wall, "cpu_s": sum(by_kind.values()), **by_kind}
+            "wall_s": wall, "cpu_s": sum(by_kind.values()), **by_kind,
+            "cpu_run_s": sum(max(s, 0.0) for _, s in final.values()), "workers_run_s": sum(run_workers),
+            "worker_processes": len(run_workers)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--code", nargs="+", default=[f"now={Path(__file__).resolve().parents[2]}"],
-                        help="NAME=PATH of a raymlx checkout, one or more")
+                        help="NAME=PATH of a raymlx checkout, one or more; PATH:VAR=VALUE:... sets variables too")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--trials", type=int, default=12)
     args = parser.parse_args()
