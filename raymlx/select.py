@@ -10,7 +10,7 @@ import pandas as pd
 
 from raymlx._result import PREDICTIONS_KEY, failure_of
 
-__all__ = ["LeaderboardRow", "build_leaderboard", "leaderboard_frame", "skill", "champion_row", "beats_baseline"]
+__all__ = ["LeaderboardRow", "build_leaderboard", "ranked", "leaderboard_frame", "skill", "champion_row", "beats_baseline"]
 
 
 @dataclass
@@ -87,6 +87,11 @@ def build_leaderboard(results, *, models: list[str], metric: str, mode: str, wal
     for row in rows:
         row.baseline = row is base
         row.skill = skill(row.score, base.score, mode) if base is not None else math.nan
+    return ranked(rows, mode=mode)
+
+
+def ranked(rows: list[LeaderboardRow], *, mode: str) -> list[LeaderboardRow]:
+    """The rows in the leaderboard's order: best score first (``mode``: "min" or "max"), unscored (NaN) last."""
     sign = 1 if mode == "min" else -1
     return sorted(rows, key=lambda r: (math.isnan(r.score), sign * r.score if not math.isnan(r.score) else 0))
 

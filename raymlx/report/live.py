@@ -105,10 +105,9 @@ class LiveReport:
 
     def _submit_overview(self, spec, rows: list) -> None:
         from raymlx.report.build import draw_overview, metric_of, plan_of
+        from raymlx.select import ranked
 
-        # the leaderboard's order: best first, unscored last
-        sign = 1 if metric_of(spec, self.loaded.base_dir).mode == "min" else -1
-        rows = sorted(rows, key=lambda r: (r.score != r.score, sign * r.score if r.score == r.score else 0))
+        rows = ranked(rows, mode=metric_of(spec, self.loaded.base_dir).mode)
         scores = {row.model: list(row.fold_scores) for row in rows}
         start = str(self.frame.index.min()) if spec.task == "forecasting" else None
         with self._lock:
