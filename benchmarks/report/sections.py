@@ -5,9 +5,10 @@
 
 The spec is tuned once (no section drawn while it tunes), in a fresh copy of its folder (the run's result is kept
 in ``--state``, default under the system's temp folder, so later calls draw again without tuning);
-then each model's section is drawn here, as a report process would draw it, and logged to its run.
-Printed per model: CPU and wall seconds of each part (trial runs read, search plots, diagnostics,
-refit, explanations, logging), the garbage collector's CPU seconds in it and, with ``--cprofile N``, the N
+then each model's section is drawn here, as a report process would draw it, and logged to its run as the
+run's driver does (not counted).
+Printed per model: CPU and wall seconds of each part (search plots, diagnostics,
+refit, explanations), the garbage collector's CPU seconds in it and, with ``--cprofile N``, the N
 functions with the most cumulative time.
 """
 
@@ -76,9 +77,9 @@ def main() -> None:
     loaded, frame, result = _tuned(args.spec.resolve(), args.state)
     import importlib
 
-    from raymlx.report.build import PRELOAD
-    from raymlx.report.collect import draw_section, late_jobs
-    from raymlx.report.live import FROZEN
+    from raymlx.report.collect import draw_section
+    from raymlx.report.jobs import late_jobs, log_drawn
+    from raymlx.report.live import FROZEN, PRELOAD
 
     for module in (*PRELOAD, FROZEN):  # as the fork server the report's processes come from
         importlib.import_module(module)
@@ -86,7 +87,7 @@ def main() -> None:
     rows = [r for r in result.leaderboard if not args.models or r.model in args.models]
     jobs = late_jobs(loaded, frame, result, rows)
     cpu = time.process_time()
-    draw_section(jobs[0])  # the MLflow client, lazy imports: what a report process pays once
+    draw_section(jobs[0])  # lazy imports: what a report process pays once
     print(f"first section ({jobs[0].row.model}, drawn again below): cpu {time.process_time() - cpu:.2f} s", flush=True)
     total_cpu = total_wall = 0.0
     collections = _Collections()
@@ -95,10 +96,11 @@ def main() -> None:
         cpu, wall = time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
-        section = draw_section(job)
+        drawn = draw_section(job)
         if profiler:
             profiler.disable()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        section = log_drawn(result.tracking_uri, drawn)  # as the run's driver does, outside the report's processes
         total_cpu, total_wall = total_cpu + cpu, total_wall + wall
         parts = ", ".join(f"{k} {v:.2f}" for k, v in section.facts.get("part_cpu_seconds", {}).items())
         print(f"{job.row.model:22} cpu {cpu:6.2f} s  wall {wall:6.2f} s  charts {len(section.charts):2}  [{parts}]"

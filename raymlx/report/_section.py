@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Chart", "Section", "Report", "SECTION_FILE", "SUMMARY_FILE", "GROUPS"]
+__all__ = ["Chart", "Section", "Report", "SECTION_FILE", "SUMMARY_FILE", "OOF_FILE", "SHAP_FILE", "GROUPS"]
 
 SECTION_FILE = "report/section.json"   # on each model's run: its notes and the charts in order
 SUMMARY_FILE = "report/summary.json"   # on the session run: data, folds, versions, champion
+OOF_FILE = "oof/predictions.parquet"   # on each model's run: its best trial's out-of-fold predictions
+SHAP_FILE = "explain/shap_values.parquet"  # and the SHAP values of its explanations
 Group = Literal["search", "diagnostics", "explanations", "overview"]
 GROUPS: tuple[Group, ...] = ("search", "diagnostics", "explanations")
 

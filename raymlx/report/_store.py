@@ -16,10 +16,8 @@ from raymlx.report._section import SECTION_FILE, Chart, Section
 from raymlx.tracking import MODEL_TAG, ROLE_TAG, SESSION_TAG
 
 __all__ = ["SessionRef", "find_session", "session_runs", "model_runs", "model_trials", "log_section", "log_files", "download",
-           "read_section", "read_json", "read_chart", "OOF_FILE", "SHAP_FILE"]
+           "read_section", "read_json", "read_chart"]
 
-OOF_FILE = "oof/predictions.parquet"
-SHAP_FILE = "explain/shap_values.parquet"
 MAX_RUNS = 50_000
 
 

@@ -13,53 +13,26 @@ from typing import Any
 
 import pandas as pd
 
-from raymlx.report._plot import drawing
 from raymlx.report._section import SUMMARY_FILE, Chart, Report, Section
 from raymlx.report._store import (SessionRef, download, find_session, log_files, model_runs, read_chart, read_json,
                                   read_section, session_runs)
 from raymlx.folds import fold_plan, make_folds
 from raymlx.report.html import render
-from raymlx.report.overview import (baseline_of, best_trial, fold_plan_chart, fold_scores, leaderboard_chart,
-                                    summarize, versions)
-from raymlx.report.search import search_charts, study_from_runs
+from raymlx.report.overview import (baseline_of, best_trial, draw_overview, fold_scores, metric_of, summarize,
+                                    versions)
+from raymlx.report.search import search_charts, study_from_trials, trial_records
 from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
 from raymlx.tracking import MODEL_TAG
 
-__all__ = ["finish_report", "draw_overview", "plan_of", "metric_of", "load_report", "write_html", "PRELOAD", "REPORT_FILE"]
+__all__ = ["finish_report", "plan_of", "load_report", "write_html", "REPORT_FILE"]
 
 logger = logging.getLogger(__name__)
 REPORT_FILE = "report.html"  # the HTML report, on the session run
 
 
-def metric_of(spec: Spec, base_dir: str):
-    """The spec's metric (its mode filled in)."""
-    from raymlx.metrics import get_metric
-
-    return get_metric(spec.metric_spec.name, spec.metric_spec.mode, base_dir=base_dir)
-
-
 def _leaderboard_records(csv: str | None) -> list[dict[str, Any]]:
     return [] if not csv else pd.read_csv(io.StringIO(csv)).to_dict("records")
-
-
-def draw_overview(spec: Spec, base_dir: str, scores: dict[str, list[float]], plan: list[dict] | None, *,
-                  data_start: str | None) -> list[Chart]:
-    """The leaderboard chart (each model's score on every fold, best first) and, for forecasting, the fold plan.
-
-    Args:
-        spec: The spec as tuned.
-        base_dir: The spec's folder.
-        scores: Each model's best configuration's score on every fold, best model first.
-        plan: The folds as :func:`raymlx.folds.fold_plan` writes them.
-        data_start: Forecasting: the data's first time.
-    """
-    metric = metric_of(spec, base_dir)
-    baseline = baseline_of({n: m.model for n, m in spec.models.items()})
-    with drawing():
-        charts = [leaderboard_chart(scores, metric=metric.name, baseline=baseline)]
-        timeline = fold_plan_chart(plan or [], data_start=data_start)
-    return charts + ([timeline] if timeline else [])
 
 
 def plan_of(spec: Spec, frame: pd.DataFrame) -> list[dict]:
@@ -91,11 +64,6 @@ def _summary(spec: Spec, leaderboard: list[dict], *, metric, frame: pd.DataFrame
         summary["data"] = f"{spec.data.uri}: {len(frame)} rows, {frame.shape[1]} columns, target {spec.data.target}{span}"
         summary["data_start"] = str(frame.index.min()) if spec.task == "forecasting" else None
     return summary
-
-
-# What the report's processes draw with (seconds of imports), imported once by the server they are forked from.
-PRELOAD = ("raymlx.report.collect", "matplotlib.pyplot", "optuna.visualization.matplotlib", "optuna.importance",
-           "sklearn.calibration", "shap")
 
 
 def finish_report(loaded: LoadedSpec, frame: pd.DataFrame, result, *, sections: dict[str, Future],
@@ -218,8 +186,8 @@ def _stored_or_drawn(name: str, run, session: SessionRef, spec: Spec, metric, tr
     section = Section(name, run.info.run_id, notes=[
         "This session ran without the report: only its search is shown, drawn from the trial runs."])
     if name in spec.models:
-        study = study_from_runs(trials.get(name, []), spec.models[name].search.space, metric=metric.name,
-                                mode=metric.mode)
+        study = study_from_trials(trial_records(trials.get(name, []), metric=metric.name),
+                                  spec.models[name].search.space, mode=metric.mode)
         charts, notes = search_charts(study, metric=metric.name)
         section.charts, section.notes = charts, section.notes + notes
     return section

@@ -3,36 +3,29 @@ predictions, its explanations from the best configuration refit on the last fold
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
 from threadpoolctl import threadpool_limits
 
-from raymlx.defaults import prepare
-from raymlx.experiment import ExperimentResult, compute_fold_features
 from raymlx.folds import make_folds
 from raymlx.metrics import get_metric
-from raymlx.model_end import ModelEnded
 from raymlx.models.base import MODEL_PACKAGE, build_model
 from raymlx.registry import resolve
 from raymlx.report._plot import drawing
 from raymlx.report._priority import priority_of
-from raymlx.report._section import Section
-from raymlx.report._store import OOF_FILE, SHAP_FILE, find_session, log_section, model_runs, model_trials
+from raymlx.report._section import OOF_FILE, SHAP_FILE, Section
 from raymlx.report.charts import diagnostics
 from raymlx.report.explain import explain
 from raymlx.report.oof import fit_last, oof_frame
-from raymlx.report.search import search_charts, study_from_runs
+from raymlx.report.search import TrialRecord, search_charts, study_from_trials
 from raymlx.select import LeaderboardRow
 from raymlx.spec import Spec
-from raymlx.spec_io import LoadedSpec
 
-__all__ = ["model_section", "SectionJob", "section_job", "late_jobs", "draw_section", "target_around_cutoffs"]
+__all__ = ["model_section", "SectionJob", "Drawn", "draw_section", "target_around_cutoffs"]
 
 logger = logging.getLogger(__name__)
 PART_SECONDS = "part_cpu_seconds"  # a section's fact: CPU seconds of each part, by part
@@ -46,8 +39,8 @@ def target_around_cutoffs(frame: pd.DataFrame, spec: Spec, folds: list) -> pd.Se
     return frame[spec.data.target].iloc[first:]
 
 
-def _trial_charts(section: Section, runs: list, spec: Spec, *, metric: str, mode: str) -> None:
-    study = study_from_runs(runs, spec.models[section.name].search.space, metric=metric, mode=mode)
+def _trial_charts(section: Section, trials: list[TrialRecord], spec: Spec, *, metric: str, mode: str) -> None:
+    study = study_from_trials(trials, spec.models[section.name].search.space, mode=mode)
     charts, notes = search_charts(study, metric=metric)
     section.charts += charts
     section.notes += notes
@@ -69,7 +62,7 @@ def _guarded(section: Section, what: str, work) -> Any:
     return None
 
 
-def model_section(name: str, run_id: str, row, spec: Spec, features: list, trials: list, *, base_dir: str,
+def model_section(name: str, run_id: str, row, spec: Spec, features: list, trials: list[TrialRecord], *, base_dir: str,
                   series: pd.Series | None = None) -> tuple[Section, dict[str, pd.DataFrame]]:
     """One model's section (search, diagnostics, explanations) and its tables (out-of-fold predictions, SHAP values).
 
@@ -79,7 +72,7 @@ def model_section(name: str, run_id: str, row, spec: Spec, features: list, trial
         row: Its :class:`raymlx.select.LeaderboardRow`.
         spec: The experiment spec.
         features: Its pipeline's features on every fold (as the trials saw them).
-        trials: Its trial runs.
+        trials: Its trials (:func:`raymlx.report.search.trial_records`).
         base_dir: The spec's folder.
         series: Forecasting: the target around the cutoffs.
     """
@@ -131,66 +124,34 @@ def _fold_scores(oof: pd.DataFrame, metric) -> list[float] | None:
 
 @dataclass(frozen=True)
 class SectionJob:
-    """What a report process needs to draw one model's section and log it to the model's run."""
+    """What a report process needs to draw one model's section: no MLflow (the driver reads and writes it)."""
 
     row: LeaderboardRow  # its best trial
-    run_id: str
-    experiment_id: str
-    session_id: str
+    run_id: str  # its parent run
+    trials: list[TrialRecord]
     spec: Spec
     features: list
     base_dir: str
-    tracking_uri: str
     frame: pd.DataFrame | None = None  # forecasting: the data, drawn behind the forecasts
 
 
-def section_job(ended: ModelEnded, frame: pd.DataFrame, *, base_dir: str, tracking_uri: str) -> SectionJob:
-    """The job of a model whose trials have just ended."""
-    runs = ended.runs
-    return SectionJob(ended.row, runs.parents[ended.row.model], runs.experiment_id, runs.session_id, ended.spec,
-                      ended.features, base_dir, tracking_uri, _forecast_frame(frame, ended.spec))
+@dataclass(frozen=True)
+class Drawn:
+    """A section drawn, with its tables (out-of-fold predictions, SHAP values) by artifact path, to be logged."""
+
+    section: Section
+    frames: dict[str, pd.DataFrame]
 
 
-def late_jobs(loaded: LoadedSpec, frame: pd.DataFrame, result: ExperimentResult, rows: list) -> list[SectionJob]:
-    """The jobs of models drawn after the run (a resumed session's, or all when the report is made after it):
-    their features computed again."""
-    if not rows:
-        return []
-    folds = make_folds(frame, loaded.spec)
-    loaded, _ = prepare(loaded, folds)  # the spec as tuned: seeds filled in, the baseline's entry added
-    spec, base_dir = loaded.spec, loaded.base_dir
-    features = compute_fold_features(spec, frame, folds, base_dir=base_dir)
-    session = find_session(result.tracking_uri, spec.experiment_name, result.session_run_id)
-    parents = {name: run.info.run_id for name, run in model_runs(session).items()}
-    return [SectionJob(row, parents[row.model], session.experiment_id, session.run_id, spec,
-                       features[spec.models[row.model].pipeline], base_dir, result.tracking_uri,
-                       _forecast_frame(frame, spec)) for row in rows]
-
-
-def _forecast_frame(frame: pd.DataFrame, spec: Spec) -> pd.DataFrame | None:
-    return frame if spec.task == "forecasting" else None
-
-
-def draw_section(job: SectionJob) -> Section:
-    """Draw one model's section and log it, with its tables, to the model's run (in a report process)."""
+def draw_section(job: SectionJob) -> Drawn:
+    """Draw one model's section (in a report process)."""
     started, cpu = time.perf_counter(), time.process_time()
     priority = priority_of(0)  # the lowest while Tune runs; its own once Tune has ended (where permitted)
-    client = _client(job.tracking_uri)
-    trials = model_trials(client, job.experiment_id, job.session_id, job.row.model)
     series = None if job.frame is None else target_around_cutoffs(job.frame, job.spec, make_folds(job.frame, job.spec))
-    read = round(time.process_time() - cpu, 3)
     with threadpool_limits(limits=1), drawing():  # one core a report process: native pools only spin on a busy machine
-        section, frames = model_section(job.row.model, job.run_id, job.row, job.spec, job.features, trials,
+        section, frames = model_section(job.row.model, job.run_id, job.row, job.spec, job.features, job.trials,
                                         base_dir=job.base_dir, series=series)
-    section.facts[PART_SECONDS] = {"trial runs": read, **section.facts.get(PART_SECONDS, {})}
     section.facts["report_seconds"] = round(time.perf_counter() - started, 3)
     section.facts["report_cpu_seconds"] = round(time.process_time() - cpu, 3)
     section.facts["cpu_priority"] = priority
-    log_section(client, section, frames=frames)
-    return section
-
-
-@functools.lru_cache(maxsize=4)
-def _client(tracking_uri: str) -> MlflowClient:
-    """One client a process: a sqlite store takes about a second to open."""
-    return MlflowClient(tracking_uri)
+    return Drawn(section, frames)

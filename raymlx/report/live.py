@@ -4,29 +4,32 @@ file once the run has ended."""
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import multiprocessing.forkserver
 import os
 import queue
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
 from raymlx.report._busy import watch
 from raymlx.report._priority import give_mine, lowest_until
-from raymlx.report.build import PRELOAD, finish_report
+from raymlx.report.build import finish_report
 from raymlx.spec import Spec
 from raymlx.spec_io import LoadedSpec
 from raymlx.tracking import resolve_tracking_uri
 
-__all__ = ["LiveReport", "report_after_tune", "first_fit_imports", "FIRST_FIT"]
+__all__ = ["LiveReport", "report_after_tune", "first_fit_imports", "FIRST_FIT", "PRELOAD"]
 
-DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
-DATABASE_STORE = "mlflow.store.tracking.sqlalchemy_store"  # a second of imports, else in each report process
+# What the report's processes draw with (seconds of imports), imported once by the server they are forked from.
+# Neither MLflow nor Ray: the driver reads each model's trials and logs what is drawn (raymlx.report.jobs).
+PRELOAD = ("raymlx.report.collect", "raymlx.report.overview", "matplotlib.pyplot", "optuna.visualization.matplotlib",
+           "optuna.importance", "sklearn.calibration", "shap")
 IDLE = "raymlx.report._idle"  # the fork server's first import: from then on it runs at the lowest CPU priority
 FROZEN = "raymlx.report._frozen"  # its last: what the imports made is left out of the garbage collector's scans
 # What the first fit of a built-in model imports, by the pip requirement its class declares: imported once by the fork
@@ -62,6 +65,7 @@ class LiveReport:
         self._overview: Future[Future] | None = None  # the overview's drawing, handed over once every model ended
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
+        self._writer: ThreadPoolExecutor | None = None  # logs each drawn section to its model's run
         self._tuned: Any = None  # an event the report's processes wait for to take their own priority back
         # Handing a job to the pool can start a report process, which waits for the fork server's imports (at the
         # lowest priority, they wait for idle cores): a thread does it, so Tune's loop never waits for the report.
@@ -69,20 +73,22 @@ class LiveReport:
 
     def __enter__(self) -> LiveReport:
         if self.enabled:
-            self._pool, self._tuned = _pool(database=_is_database(self._tracking_uri()),
-                                            fits=first_fit_imports(self.loaded.spec))
-            threading.Thread(target=_hand_over, args=(self._jobs, self._pool), name="raymlx-report", daemon=True).start()
+            self._pool, self._tuned = _pool(fits=first_fit_imports(self.loaded.spec))
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="raymlx-report-log")
+            threading.Thread(target=_hand_over, args=(self._jobs, self._pool, self._writer), name="raymlx-report",
+                             daemon=True).start()
             if os.environ.get(PRIORITY_ENV, "auto") == "auto":
                 threading.Thread(target=_yield_unless_busy, args=(self._tuned, self.timeline),
                                  name="raymlx-report-load", daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._pool is not None:  # after an error or Ctrl-C, sections not started are dropped
-            self._tuned.set()
+        if self._pool is not None and self._writer is not None:  # after an error or Ctrl-C, sections not started
+            self._tuned.set()                                       # are dropped
             self._jobs.put(None)
             self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
-            self._pool = None
+            self._writer.shutdown(wait=exc[0] is None, cancel_futures=True)
+            self._pool = self._writer = None
 
     @property
     def on_model_end(self):
@@ -90,10 +96,11 @@ class LiveReport:
         return self._model_ended if self.enabled else None
 
     def _model_ended(self, ended) -> None:
-        from raymlx.report.collect import section_job
+        from raymlx.report.jobs import section_job
 
-        job = section_job(ended, self.frame, base_dir=self.loaded.base_dir, tracking_uri=self._tracking_uri())
-        self._submit(job)
+        # read from MLflow by the thread that hands it over: Tune's loop may be the one calling
+        self._submit(ended.row.model, lambda: section_job(ended, self.frame, base_dir=self.loaded.base_dir,
+                                                          tracking_uri=self._tracking_uri()))
         with self._lock:
             self._ended[ended.row.model] = ended.row
             last = len(self._ended) == len(ended.spec.models)
@@ -104,7 +111,8 @@ class LiveReport:
             self._submit_overview(ended.spec, list(self._ended.values()))
 
     def _submit_overview(self, spec, rows: list) -> None:
-        from raymlx.report.build import draw_overview, metric_of, plan_of
+        from raymlx.report.build import plan_of
+        from raymlx.report.overview import draw_overview, metric_of
         from raymlx.select import ranked
 
         rows = ranked(rows, mode=metric_of(spec, self.loaded.base_dir).mode)
@@ -114,23 +122,26 @@ class LiveReport:
             if self._pool is None:
                 return
             self._overview = Future()
-            self._jobs.put((self._overview, draw_overview, (spec, self.loaded.base_dir, scores,
-                                                            plan_of(spec, self.frame)), {"data_start": start}))
+            arguments = (spec, self.loaded.base_dir, scores, plan_of(spec, self.frame))
+            self._jobs.put((self._overview, functools.partial(draw_overview, data_start=start), lambda: arguments, None))
 
     def _tracking_uri(self) -> str:
         return resolve_tracking_uri(self.loaded.spec.tracking.uri, self.loaded.base_dir)
 
-    def _submit(self, job) -> None:
+    def _submit(self, name: str, job: Callable[[], Any]) -> None:
+        """Hand a model's section over to be drawn from ``job()`` (its :class:`~raymlx.report.collect.SectionJob`),
+        then logged to its run."""
         from raymlx.report.collect import draw_section
+        from raymlx.report.jobs import log_drawn
 
         with self._lock:
-            if self._pool is None or job.row.model in self._sections:
+            if self._pool is None or name in self._sections:
                 return
             handed: Future[Future] = Future()
-            self._sections[job.row.model] = handed
-            self._jobs.put((handed, draw_section, (job,), {}))
-            self.submitted[job.row.model] = time.time()
-        handed.add_done_callback(lambda done: self._note_drawn(job.row.model, done))
+            self._sections[name] = handed
+            self._jobs.put((handed, draw_section, lambda: (job(),), functools.partial(log_drawn, self._tracking_uri())))
+            self.submitted[name] = time.time()
+        handed.add_done_callback(lambda done: self._note_drawn(name, done))
 
     def _note_drawn(self, name: str, handed: Future) -> None:
         """Once a section handed to the pool is drawn, when (after tuning only: the report's tail)."""
@@ -149,13 +160,13 @@ class LiveReport:
         """
         if not self.enabled or self._pool is None:
             return None
-        from raymlx.report.collect import late_jobs
+        from raymlx.report.jobs import late_jobs
 
         self._tuned.set()  # (a resumed session's models end without the hook) what is left is all the run waits for
 
         rows = [row for row in result.leaderboard if row.model not in self._sections]
         for job in late_jobs(self.loaded, self.frame, result, rows):
-            self._submit(job)
+            self._submit(job.row.model, functools.partial(_same, job))
         return finish_report(self.loaded, self.frame, result, sections=dict(self._sections), pool=self._pool,
                              overview=self._overview, timeline=self.timeline)
 
@@ -175,14 +186,44 @@ def report_after_tune(loaded: LoadedSpec, frame: pd.DataFrame, result) -> Path |
         return report.finish(result)
 
 
-def _hand_over(jobs: queue.SimpleQueue, pool: ProcessPoolExecutor) -> None:
-    """Submit each queued job to the pool, in order, until ``None`` comes; each job's future gets the pool's."""
+def _hand_over(jobs: queue.SimpleQueue, pool: ProcessPoolExecutor, writer: ThreadPoolExecutor) -> None:
+    """Submit each queued job to the pool, in order, until ``None`` comes.
+
+    A job is ``(handed, function, arguments, then)``: ``function(*arguments())`` is drawn in the pool, and ``handed``
+    gets the pool's future or, with ``then``, a future of ``then`` applied to what is drawn, on the writer's thread.
+    """
     while (item := jobs.get()) is not None:
-        handed, function, args, kwargs = item
+        handed, function, arguments, then = item
         try:
-            handed.set_result(pool.submit(function, *args, **kwargs))
-        except Exception as exc:  # the pool was shut down (an error, Ctrl-C) or a report process died
+            drawn = pool.submit(function, *arguments())
+        except Exception as exc:  # its MLflow runs unreadable, the pool shut down (an error, Ctrl-C), a process died
             handed.set_exception(exc)
+            continue
+        handed.set_result(drawn if then is None else _then(drawn, then, writer))
+
+
+def _then(drawn: Future, step: Callable[[Any], Any], writer: ThreadPoolExecutor) -> Future:
+    """A future of ``step`` applied, on the writer's thread, to what ``drawn`` holds once it is done."""
+    done: Future = Future()
+
+    def run() -> None:
+        try:
+            done.set_result(step(drawn.result()))
+        except BaseException as exc:  # noqa: BLE001 - the drawing's or the step's error, cancellation: the caller's
+            done.set_exception(exc)
+
+    def hand(_: Future) -> None:
+        try:
+            writer.submit(run)
+        except RuntimeError as exc:  # the writer was shut down: an error or Ctrl-C ended the run
+            done.set_exception(exc)
+
+    drawn.add_done_callback(hand)
+    return done
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _yield_unless_busy(tuned, timeline: dict[str, float]) -> None:
@@ -194,11 +235,6 @@ def _yield_unless_busy(tuned, timeline: dict[str, float]) -> None:
         timeline["priority back: other work"] = time.time()
         if server:
             give_mine(server)
-
-
-def _is_database(uri: str) -> bool:
-    """Whether MLflow reaches the tracking URI through its database store (sqlite, PostgreSQL, ...)."""
-    return uri.partition(":")[0].partition("+")[0] in DATABASE_SCHEMES
 
 
 def first_fit_imports(spec: Spec) -> list[str]:
@@ -216,7 +252,7 @@ def first_fit_imports(spec: Spec) -> list[str]:
     return [module for requirement in sorted(requirements) for module in FIRST_FIT.get(requirement, ())]
 
 
-def _pool(*, database: bool, fits: list[str] | None = None) -> tuple[ProcessPoolExecutor, Any]:
+def _pool(*, fits: list[str] | None = None) -> tuple[ProcessPoolExecutor, Any]:
     """Processes forked, when each is needed, from a server that has imported what the report draws with.
 
     A fork of Tune's driver could inherit a lock another of its threads held (Ray's, MLflow's writer),
@@ -231,7 +267,6 @@ def _pool(*, database: bool, fits: list[str] | None = None) -> tuple[ProcessPool
     priority throughout, with ``lowest`` the lowest until Tune ends, whatever else runs.
 
     Args:
-        database: The tracking URI is a database: MLflow's database store is imported by the server too.
         fits: Modules the refits of the spec's models import (:func:`first_fit_imports`), imported by the server too.
     """
     workers = min(2, os.cpu_count() or 1)
@@ -241,8 +276,7 @@ def _pool(*, database: bool, fits: list[str] | None = None) -> tuple[ProcessPool
         context = multiprocessing.get_context("spawn")
     else:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([IDLE] * lowest + [*PRELOAD] + ([DATABASE_STORE] if database else [])
-                                       + [*(fits or []), FROZEN])
+        context.set_forkserver_preload([IDLE] * lowest + [*PRELOAD, *(fits or []), FROZEN])
         multiprocessing.forkserver.ensure_running()  # it imports while Ray starts, not when the first model ends
     # Also in each process: a fork server started earlier by other code does not preload the report's modules.
     tuned = context.Event()

@@ -1,4 +1,5 @@
-"""The experiment at a glance: the summary, each model's per-fold scores, the fold plan in time."""
+"""The experiment at a glance: the summary, each model's per-fold scores, the fold plan in time (drawn by a report
+process: no MLflow here)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,42 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from raymlx.report._plot import figure, png
+from raymlx.report._plot import drawing, figure, png
 from raymlx.report._section import Chart
+from raymlx.spec import Spec
 
-__all__ = ["BASELINES", "baseline_of", "best_trial", "fold_scores", "leaderboard_chart", "fold_plan_chart",
-           "versions", "summarize"]
+__all__ = ["BASELINES", "metric_of", "draw_overview", "baseline_of", "best_trial", "fold_scores", "leaderboard_chart",
+           "fold_plan_chart", "versions", "summarize"]
 
 BASELINES = ("NaiveSeasonal", "DummyRegressor", "DummyClassifier")  # models that set the bar to beat
 PACKAGES = ("raymlx", "ray", "mlflow", "optuna", "scikit-learn", "pandas", "numpy", "shap", "matplotlib",
             "prophet", "darts")
+
+
+def metric_of(spec: Spec, base_dir: str):
+    """The spec's metric (its mode filled in)."""
+    from raymlx.metrics import get_metric
+
+    return get_metric(spec.metric_spec.name, spec.metric_spec.mode, base_dir=base_dir)
+
+
+def draw_overview(spec: Spec, base_dir: str, scores: dict[str, list[float]], plan: list[dict] | None, *,
+                  data_start: str | None) -> list[Chart]:
+    """The leaderboard chart (each model's score on every fold, best first) and, for forecasting, the fold plan.
+
+    Args:
+        spec: The spec as tuned.
+        base_dir: The spec's folder.
+        scores: Each model's best configuration's score on every fold, best model first.
+        plan: The folds as :func:`raymlx.folds.fold_plan` writes them.
+        data_start: Forecasting: the data's first time.
+    """
+    metric = metric_of(spec, base_dir)
+    baseline = baseline_of({n: m.model for n, m in spec.models.items()})
+    with drawing():
+        charts = [leaderboard_chart(scores, metric=metric.name, baseline=baseline)]
+        timeline = fold_plan_chart(plan or [], data_start=data_start)
+    return charts + ([timeline] if timeline else [])
 
 
 def baseline_of(references: dict[str, str]) -> str | None:

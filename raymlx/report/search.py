@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from raymlx.report._plot import png
@@ -11,7 +12,7 @@ from raymlx.report._section import Chart
 from raymlx.space import distributions
 from raymlx.spec import FloatParam, IntParam
 
-__all__ = ["study_from_runs", "search_charts", "PARAM_PREFIX"]
+__all__ = ["TrialRecord", "trial_records", "study_from_trials", "search_charts", "PARAM_PREFIX"]
 
 logger = logging.getLogger(__name__)
 PARAM_PREFIX = "params/"  # how Tune's flattened trial config names a searched parameter in MLflow
@@ -28,13 +29,30 @@ def _parse(text: str, param, distribution) -> Any:
     return param.values[positions[text]] if plain else positions[text]
 
 
-def study_from_runs(runs: list, space: dict, *, metric: str, mode: str):
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial run as the search plots read it: its searched parameters as logged, its score, whether it finished."""
+
+    params: dict[str, str]  # by parameter name (without :data:`PARAM_PREFIX`)
+    score: float | None
+    finished: bool
+
+
+def trial_records(runs: list, *, metric: str) -> list[TrialRecord]:
+    """A model's trial runs (``mlflow.entities.Run``) as records, in the order they started: what the report's
+    processes draw the search from, with no MLflow of their own."""
+    return [TrialRecord({key[len(PARAM_PREFIX):]: value for key, value in run.data.params.items()
+                         if key.startswith(PARAM_PREFIX)},
+                        run.data.metrics.get(metric), run.info.status == "FINISHED")
+            for run in sorted(runs, key=lambda r: r.info.start_time)]
+
+
+def study_from_trials(trials: list[TrialRecord], space: dict, *, mode: str):
     """An in-memory Optuna study holding a model's trials, finished ones with their score, the rest failed.
 
     Args:
-        runs: The model's trial runs (``mlflow.entities.Run``).
+        trials: The model's trials (:func:`trial_records`).
         space: The model's search space from the spec.
-        metric: The experiment's metric (the trial runs' metric of that name).
         mode: ``min`` or ``max``.
     """
     import optuna
@@ -42,13 +60,13 @@ def study_from_runs(runs: list, space: dict, *, metric: str, mode: str):
     dists = distributions(space)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line on the command's output for each model
     study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
-    for run in sorted(runs, key=lambda r: r.info.start_time):
+    for trial in trials:
         try:
-            params = {name: _parse(run.data.params[PARAM_PREFIX + name], space[name], dists[name]) for name in space}
+            params = {name: _parse(trial.params[name], space[name], dists[name]) for name in space}
         except (KeyError, ValueError):
             continue  # logged by an older spec with another space: not comparable
-        value = run.data.metrics.get(metric)
-        finished = value is not None and value == value and run.info.status == "FINISHED"
+        value = trial.score
+        finished = value is not None and value == value and trial.finished
         state = optuna.trial.TrialState.COMPLETE if finished else optuna.trial.TrialState.FAIL
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, state=state,
                                                   value=value if finished else None))

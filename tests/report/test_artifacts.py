@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from raymlx.report._store import OOF_FILE
+from raymlx.report._section import OOF_FILE
 from raymlx.tracking import MODEL_TAG, ROLE_TAG
 
 SEARCH = {"plots/search/optimization_history.png", "plots/search/slice.png"}

@@ -22,7 +22,7 @@ def _may_raise_priority() -> bool:
 
 def test_report_processes_run_at_the_lowest_priority_until_tune_ends():
     driver = priority_of(0)
-    pool, tuned = _pool(database=False)
+    pool, tuned = _pool()
     try:
         assert pool.submit(priority_of, 0).result(timeout=120) == f"idle, nice {LOWEST_NICENESS}"
         tuned.set()
@@ -39,7 +39,7 @@ def test_report_processes_run_at_the_lowest_priority_until_tune_ends():
 
 
 def test_report_processes_leave_the_imports_objects_out_of_the_garbage_collectors_scans():
-    pool, tuned = _pool(database=False)
+    pool, tuned = _pool()
     try:  # matplotlib's, shap's, MLflow's objects: hundreds of thousands
         assert pool.submit(gc.get_freeze_count).result(timeout=120) > 100_000
     finally:

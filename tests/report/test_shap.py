@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.linear_model import Ridge
 
 from raymlx.folds import make_folds
-from raymlx.report._store import SHAP_FILE
+from raymlx.report._section import SHAP_FILE
 from raymlx.report.explain import BASE_COLUMN, SHAP_PREFIX, VALUE_PREFIX
 from raymlx.tracking import MODEL_TAG, ROLE_TAG
 from raymlx.experiment import compute_fold_features
