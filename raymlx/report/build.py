@@ -67,7 +67,8 @@ def _summary(spec: Spec, leaderboard: list[dict], *, metric, frame: pd.DataFrame
 
 
 def finish_report(loaded: LoadedSpec, frame: pd.DataFrame, result, *, sections: dict[str, Future],
-                  pool: Executor, overview: Future | None = None, timeline: dict[str, float] | None = None) -> Path:
+                  pool: Executor, overview: Future | None = None, plan: list[dict] | None = None,
+                  timeline: dict[str, float] | None = None) -> Path:
     """Log the overview and write the HTML file of a run that ended, once each model's section is drawn.
 
     Args:
@@ -77,6 +78,7 @@ def finish_report(loaded: LoadedSpec, frame: pd.DataFrame, result, *, sections: 
         sections: Each model's section, being drawn (and logged to its run) in ``pool``.
         pool: Where the overview charts are drawn, unless ``overview`` is being drawn already.
         overview: The overview charts (:func:`draw_overview`), handed to ``pool`` as soon as the last model ended.
+        plan: The fold plan that overview draws (:func:`plan_of`); default: made here.
         timeline: When things happened so far (``time.time()``), logged in the outline in seconds from its entry
             "tuning ended" (or from this call): the report's tail, step by step.
     """
@@ -84,7 +86,7 @@ def finish_report(loaded: LoadedSpec, frame: pd.DataFrame, result, *, sections: 
     spec = loaded.spec
     metric = metric_of(spec, loaded.base_dir)
     session = find_session(result.tracking_uri, spec.experiment_name, result.session_run_id)
-    plan = plan_of(spec, frame)
+    plan = plan if plan is not None else plan_of(spec, frame)
     leaderboard = [{**r, "params": str(r["params"])} for r in _leaderboard_records(_leaderboard_csv(result))]
     champion = (f"{result.champion_uri} (version {result.champion_version})" if result.champion_uri else None)
     summary = _summary(spec, leaderboard, metric=metric, frame=frame, plan=plan, session=session, champion_uri=champion)

@@ -63,6 +63,7 @@ class LiveReport:
         self._sections: dict[str, Future[Future]] = {}  # each section's drawing, once handed to the pool
         self._ended: dict[str, Any] = {}  # each ended model's leaderboard row
         self._overview: Future[Future] | None = None  # the overview's drawing, handed over once every model ended
+        self._plan: list[dict] | None = None  # the fold plan it draws, for the summary too
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
         self._writer: ThreadPoolExecutor | None = None  # logs each drawn section to its model's run
@@ -122,7 +123,8 @@ class LiveReport:
             if self._pool is None:
                 return
             self._overview = Future()
-            arguments = (spec, self.loaded.base_dir, scores, plan_of(spec, self.frame))
+            self._plan = plan_of(spec, self.frame)
+            arguments = (spec, self.loaded.base_dir, scores, self._plan)
             self._jobs.put((self._overview, functools.partial(draw_overview, data_start=start), lambda: arguments, None))
 
     def _tracking_uri(self) -> str:
@@ -168,7 +170,7 @@ class LiveReport:
         for job in late_jobs(self.loaded, self.frame, result, rows):
             self._submit(job.row.model, functools.partial(_same, job))
         return finish_report(self.loaded, self.frame, result, sections=dict(self._sections), pool=self._pool,
-                             overview=self._overview, timeline=self.timeline)
+                             overview=self._overview, plan=self._plan, timeline=self.timeline)
 
 
 def report_after_tune(loaded: LoadedSpec, frame: pd.DataFrame, result) -> Path | None:
