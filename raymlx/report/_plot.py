@@ -63,12 +63,21 @@ def png(fig, *, crop: bool = False) -> bytes:
     buffer = io.BytesIO()
     try:
         _fewer_ticks(fig)
-        fig.set_layout_engine("none")  # a layout engine runs at each pass (cropping takes two): margins are cropped
-        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight" if crop else None,
+        fig.set_layout_engine("none")  # a layout engine would run at each pass: margins are set or cropped
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches=_drawn_extent(fig) if crop else None,
                     pil_kwargs={"compress_level": COMPRESSION})
     finally:
         pyplot().close(fig)
     return buffer.getvalue()
+
+
+def _drawn_extent(fig):
+    """The box (inches) around everything the figure draws, with matplotlib's padding: ``bbox_inches="tight"``
+    without the pass matplotlib draws first to find it (with no layout engine, the extents it reads are the same),
+    up to a quarter of an Optuna plot's cost."""
+    fig.set_dpi(DPI)  # text is measured at the size it is drawn
+    extent = fig.get_tightbbox(fig.canvas.get_renderer())
+    return extent.padded(pyplot().rcParams["savefig.pad_inches"])
 
 
 @contextmanager
