@@ -40,15 +40,28 @@ def pyplot():
 
 
 def _fewer_ticks(fig) -> None:
-    """Numeric axes get at most about :data:`TICKS` ticks, and no minor ticks: each tick is an object matplotlib
-    lays out at every drawing, and log axes (parallel coordinates draw one a parameter) have dozens."""
-    from matplotlib.ticker import MaxNLocator, NullLocator
+    """Numeric axes get at most about :data:`TICKS` ticks, no minor ticks, and no tick outside the view: each tick
+    is an object matplotlib makes and lays out at every drawing, log axes (parallel coordinates draw one a
+    parameter) have dozens, and the usual locators give a location beyond each end of the view, never drawn
+    but made a tick all the same."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             if isinstance(axis.get_major_locator(), MaxNLocator):
                 axis.get_major_locator().set_params(nbins=TICKS)
+            if not isinstance(axis.get_major_locator(), (NullLocator, FixedLocator)):
+                # The view is final (the figure is saved next). Set on the ticker, not by set_major_locator: that
+                # hands the new locator to the formatter too, and a date formatter picks its format from the old one.
+                axis.major.locator = FixedLocator(_in_view(axis))
             axis.set_minor_locator(NullLocator())
+
+
+def _in_view(axis) -> list[float]:
+    """The axis' tick locations within its view (with matplotlib's own tolerance for rounding)."""
+    low, high = sorted(axis.get_view_interval())
+    slack = 1e-10 * (high - low)
+    return [loc for loc in axis.get_majorticklocs() if low - slack <= loc <= high + slack]
 
 
 def png(fig, *, crop: bool = False) -> bytes:
