@@ -50,11 +50,18 @@ def _fewer_ticks(fig) -> None:
         for axis in (ax.xaxis, ax.yaxis):
             if isinstance(axis.get_major_locator(), MaxNLocator):
                 axis.get_major_locator().set_params(nbins=TICKS)
-            if not isinstance(axis.get_major_locator(), (NullLocator, FixedLocator)):
-                # The view is final (the figure is saved next). Set on the ticker, not by set_major_locator: that
-                # hands the new locator to the formatter too, and a date formatter picks its format from the old one.
-                axis.major.locator = FixedLocator(_in_view(axis))
+            if not isinstance(axis.get_major_locator(), (NullLocator, FixedLocator)) and not _dates(axis):
+                axis.set_major_locator(FixedLocator(_in_view(axis)))  # the view is final: the figure is saved next
             axis.set_minor_locator(NullLocator())
+
+
+def _dates(axis) -> bool:
+    """Whether the axis writes dates: their formatters choose what to write (years, days, hours) from every
+    location, those beyond the view included."""
+    from matplotlib import dates
+
+    return isinstance(axis.get_major_formatter(), (dates.AutoDateFormatter, dates.ConciseDateFormatter,
+                                                   dates.DateFormatter))
 
 
 def _in_view(axis) -> list[float]:
