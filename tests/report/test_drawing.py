@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from raymlx.report._plot import DPI, GC_THRESHOLD, drawing, pyplot
+from raymlx.report._plot import DPI, GC_THRESHOLD, drawing, png, pyplot
 from raymlx.report.charts import diagnostics
 
 
@@ -49,3 +49,17 @@ def test_fold_forecasts_share_one_time_axis_when_cutoffs_are_close_and_get_a_pan
     if gap_days == 7:  # every fold drawn, each in its own colour (its markers' centres)
         colours = {tuple(int(round(255 * v)) for v in c) for c in pyplot().get_cmap("tab10").colors[:5]}
         assert all((image == colour).all(axis=2).sum() > 20 for colour in colours)
+
+
+def test_a_saved_chart_made_no_tick_beyond_its_view_but_its_date_axis_kept_its_own():
+    fig, (numbers, days) = pyplot().subplots(ncols=2)
+    numbers.plot([0.13, 0.91], [0.07, 3.3])
+    days.plot(pd.date_range("2021-01-03", periods=40, freq="D"), np.arange(40))
+    date_locator = days.xaxis.get_major_locator()
+    png(fig)
+    for axis in (numbers.xaxis, numbers.yaxis):
+        low, high = axis.get_view_interval()
+        locations = axis.get_majorticklocs()
+        assert len(locations) >= 3 and all(low <= x <= high for x in locations)
+        assert len(axis.majorTicks) == len(locations)  # matplotlib made a tick object for each, and no more
+    assert days.xaxis.get_major_locator() is date_locator
