@@ -131,7 +131,7 @@ FOLD_WINDOWS_TITLE = "Each fold's forecast against the actual values around its 
 
 def _fold_windows(oof: pd.DataFrame, series: pd.Series | None) -> Chart:
     """Each fold's forecast around its cutoff: on one time axis when the cutoffs are close together (each at most
-    two windows after the one before), a third of the cost of one panel a fold, which far-apart cutoffs need."""
+    two windows after the one before), half the cost of one panel a fold, which far-apart cutoffs need."""
     windows = [_Window.of(fold, rows) for fold, rows in oof.groupby("fold")]
     close = all(b.cutoff - a.cutoff <= 2 * (a.rows["time"].max() - a.cutoff) for a, b in zip(windows, windows[1:]))
     return _one_time_axis(windows, series) if close else _panel_a_fold(windows, series)
