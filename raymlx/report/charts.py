@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from raymlx.report._plot import date_axis, figure, png
+from raymlx.report._plot import date_axis, figure, png, pyplot
 from raymlx.report._section import Chart
 from raymlx.report.oof import PROBA_PREFIX
 
@@ -108,24 +111,65 @@ def _forecasting(oof: pd.DataFrame, series: pd.Series | None) -> list[Chart]:
     return [_fold_windows(oof, series), _error_by_step(oof), _residuals_over_time(oof)]
 
 
+@dataclass(frozen=True)
+class _Window:
+    """One fold's forecast: its rows, its cutoff (a step before its first row) and the time its rows span."""
+
+    fold: int
+    rows: pd.DataFrame
+    cutoff: pd.Timestamp
+    span: pd.Timedelta
+
+    @classmethod
+    def of(cls, fold: int, rows: pd.DataFrame) -> _Window:
+        start, span = rows["time"].min(), rows["time"].max() - rows["time"].min()
+        return cls(fold, rows, start - span / max(len(rows) - 1, 1), span)
+
+
+FOLD_WINDOWS_TITLE = "Each fold's forecast against the actual values around its cutoff (dotted)"
+
+
 def _fold_windows(oof: pd.DataFrame, series: pd.Series | None) -> Chart:
-    folds = sorted(oof["fold"].unique())
-    with figure(3.2 * len(folds), 3.0, ncols=len(folds), sharey=True, squeeze=False, left=0.5, top=0.75,
+    """Each fold's forecast around its cutoff: on one time axis when the cutoffs are close together (each at most
+    two windows after the one before), half the cost of one panel a fold, which far-apart cutoffs need."""
+    windows = [_Window.of(fold, rows) for fold, rows in oof.groupby("fold")]
+    close = all(b.cutoff - a.cutoff <= 2 * (a.rows["time"].max() - a.cutoff) for a, b in zip(windows, windows[1:]))
+    return _one_time_axis(windows, series) if close else _panel_a_fold(windows, series)
+
+
+def _one_time_axis(windows: list[_Window], series: pd.Series | None) -> Chart:
+    with figure(9, 3.5, bottom=0.5, top=0.35) as (fig, ax):
+        if series is not None:
+            first = windows[0]
+            context = series[(series.index >= first.cutoff - 3 * first.span)
+                             & (series.index <= max(w.rows["time"].max() for w in windows))]
+            ax.plot(context.index, context.to_numpy(), color="grey", lw=1, label="actual", zorder=1)
+        colours = [c for c in pyplot().get_cmap("tab10").colors if len(set(c)) > 1]  # no grey: the actual values'
+        for window, colour in zip(windows, itertools.cycle(colours)):
+            ax.plot(window.rows["time"], window.rows["y_pred"], color=colour, marker="o", ms=3,
+                    label=f"fold {window.fold}")
+            ax.axvline(window.cutoff, color="black", ls=":", lw=1)
+        ax.set_title(FOLD_WINDOWS_TITLE)
+        date_axis(ax.xaxis, ticks=6)
+        ax.legend(fontsize=7, ncols=min(len(windows) + 1, 6))
+        return _chart("forecast_by_fold", "Forecast vs actual by fold", fig)
+
+
+def _panel_a_fold(windows: list[_Window], series: pd.Series | None) -> Chart:
+    with figure(3.2 * len(windows), 3.0, ncols=len(windows), sharey=True, squeeze=False, left=0.5, top=0.75,
                 bottom=0.45) as (fig, axes):
-        for ax, fold in zip(axes[0], folds):
-            window = oof[oof["fold"] == fold]
-            start, end = window["time"].min(), window["time"].max()
-            span = end - start
+        for ax, window in zip(axes[0], windows):
             if series is not None:
-                context = series[(series.index >= start - 3 * span) & (series.index <= end)]
+                start, end = window.rows["time"].min(), window.rows["time"].max()
+                context = series[(series.index >= start - 3 * window.span) & (series.index <= end)]
                 ax.plot(context.index, context.to_numpy(), color="grey", lw=1, label="actual")
-            ax.plot(window["time"], window["y_pred"], color="#dd8452", marker="o", ms=3, label="forecast")
-            ax.axvline(start - (span / max(len(window) - 1, 1)), color="black", ls=":", lw=1)
-            ax.set_title(f"fold {fold}: cutoff {(start - span / max(len(window) - 1, 1)).date()}", fontsize=9)
+            ax.plot(window.rows["time"], window.rows["y_pred"], color="#dd8452", marker="o", ms=3, label="forecast")
+            ax.axvline(window.cutoff, color="black", ls=":", lw=1)
+            ax.set_title(f"fold {window.fold}: cutoff {window.cutoff.date()}", fontsize=9)
             date_axis(ax.xaxis, ticks=3)
             ax.tick_params(axis="x", labelsize=7)
         axes[0][0].legend(fontsize=7)
-        fig.suptitle("Each fold's forecast against the actual values around its cutoff (dotted)", y=1 - 0.12 / 3.0)
+        fig.suptitle(FOLD_WINDOWS_TITLE, y=1 - 0.12 / 3.0)
         return _chart("forecast_by_fold", "Forecast vs actual by fold", fig)
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -101,16 +102,31 @@ def _make_explainer(shap, kind: str, model: Any, fold: FoldData, *, task: str, b
         return shap.LinearExplainer(inner, shap.maskers.Independent(X, max_samples=len(X))), {}
     if kind == "tree":
         return shap.TreeExplainer(inner), {"check_additivity": False}
-    columns = list(X.columns)
     method = model.predict_proba if task == "classification" else model.predict
-
-    def predict(values: np.ndarray) -> np.ndarray:  # the explainer hands over arrays; the model wants its columns
-        return np.asarray(method(pd.DataFrame(values, columns=columns)))
-
+    predict = _as_array(method, list(X.columns), model)
     # Kernel SHAP on a sample of background rows: no compilation step (shap's permutation explainer spends
     # seconds compiling with numba on its first call), and a cost per row fixed by the coalitions evaluated.
     explainer = shap.KernelExplainer(predict, shap.sample(X, background, random_state=seed), seed=seed)
-    return _KernelCall(explainer, nsamples=KERNEL_COALITIONS * len(columns) + 100), {}
+    return _KernelCall(explainer, nsamples=KERNEL_COALITIONS * X.shape[1] + 100), {}
+
+
+def _as_array(method: Callable, columns: list[str], model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The model's prediction of the kernel explainer's rows (arrays of the columns, in order).
+
+    A scikit-learn estimator fitted on exactly these columns gets the array itself: made a frame again, each of
+    the explainer's calls (two a row, thousands of rows each) spent a third of its time on the estimator checking
+    and converting that frame's columns; the only difference is its warning that the array has no column names.
+    Any other model gets its columns by name.
+    """
+    if list(getattr(model, "feature_names_in_", ())) != columns:
+        return lambda values: np.asarray(method(pd.DataFrame(values, columns=columns)))
+
+    def predict(values: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+            return np.asarray(method(values))
+
+    return predict
 
 
 class _KernelCall:

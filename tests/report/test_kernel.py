@@ -1,13 +1,17 @@
-"""The kernel explainer on a model whose SHAP values are known (an additive one), and the mean |SHAP| chart."""
+"""The kernel explainer on models whose SHAP values are known (additive ones), and the mean |SHAP| chart."""
 
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import SplineTransformer
 
 from raymlx.pipeline import FoldData
 from raymlx.report.explain import BASE_COLUMN, SHAP_PREFIX, _importance, explain, importance_bars
@@ -42,6 +46,25 @@ def test_kernel_shap_of_an_additive_model_is_each_part_less_its_training_mean():
     # Additive: the base value plus a row's SHAP values is the model's prediction.
     total = values[BASE_COLUMN] + values[[SHAP_PREFIX + name for name in Additive.parts]].sum(axis=1)
     np.testing.assert_allclose(total.to_numpy(), Additive().predict(rows), rtol=1e-9, atol=1e-9)
+
+
+def test_kernel_shap_of_a_fitted_estimator_given_arrays_is_exact_column_for_column():
+    """A scikit-learn estimator fitted on a frame is handed the explainer's arrays: each value must be its column's."""
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame(rng.normal(size=(140, 3)), columns=["c", "a", "b"])
+    y = pd.Series(np.sin(2 * X["a"]) + X["b"] ** 2 - 3 * np.abs(X["c"]))
+    fold = FoldData(X.iloc[:100], y.iloc[:100], X.iloc[100:], y.iloc[100:])
+    model = make_pipeline(SplineTransformer(n_knots=6), Ridge(alpha=1e-3)).fit(fold.X_train, fold.y_train)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*feature names")  # the arrays have none: no warning gets out
+        explained = explain(model, fold, task="regression", sample=12, background=100, budget_s=60, seed=0)
+    assert explained.facts["explainer"] == "kernel"
+    rows = X.loc[explained.values.index]
+    background = fold.X_train  # all of it: 100 rows asked for
+    for name in X.columns:  # additive, three features (every coalition evaluated): exact Shapley values
+        swapped = [rows.assign(**{name: value}) for value in background[name]]
+        expected = model.predict(rows) - np.mean([model.predict(frame) for frame in swapped], axis=0)
+        np.testing.assert_allclose(explained.values[SHAP_PREFIX + name].to_numpy(), expected, atol=1e-6)
 
 
 def test_the_mean_shap_chart_shows_the_largest_features_the_rest_summed_and_every_name_whole():
