@@ -116,7 +116,7 @@ def fold_plan_chart(plan: list[dict], *, data_start: str | None) -> Chart | None
         ax.set_xlim(left, last_end + step)
         ax.set_yticks([e["fold"] for e in plan], [f"fold {e['fold']}" for e in plan])
         ax.invert_yaxis()
-        ax.legend(loc="lower left", fontsize=8)
+        ax.legend(loc="upper right", fontsize=8)  # the corner no fold reaches: fold 0 ends first
         ax.tick_params(axis="x", labelrotation=30)
         ax.set(title="Fold plan around the cutoffs: training rows, then the window each fold scores", xlabel="time")
         return Chart("plots/fold_plan.png", "Fold plan", "overview", png(fig, crop=True))
