@@ -107,7 +107,9 @@ class Timeline:
             groups[_process_name(pid)] = groups.get(_process_name(pid), 0) + p_pss / 2**20
             anon[_process_name(pid)] = anon.get(_process_name(pid), 0) + _heap_pss(pid) / 2**20
             self._cpu[pid] = max(self._cpu.get(pid, 0.0), _cpu_seconds(pid))
-            self._names[pid] = _process_name(pid)
+            name = _process_name(pid)
+            if name != "?" or pid not in self._names:  # a process reaped as it is read keeps its name
+                self._names[pid] = name
         sample = {"t": round(now - self._first, 1), "pss": pss / 2**20, "rss": rss / 2**20, "shm": shm / 2**20,
                   "pss_by_process": {name: round(v) for name, v in groups.items()},
                   "anon_pss_by_process": {name: round(v) for name, v in anon.items()}}
