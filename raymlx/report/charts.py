@@ -113,17 +113,25 @@ def _forecasting(oof: pd.DataFrame, series: pd.Series | None) -> list[Chart]:
 
 @dataclass(frozen=True)
 class _Window:
-    """One fold's forecast: its rows, its cutoff (a step before its first row) and the time its rows span."""
+    """One fold's forecast: its rows and the times of its first and last."""
 
     fold: int
     rows: pd.DataFrame
-    cutoff: pd.Timestamp
-    span: pd.Timedelta
+    start: pd.Timestamp
+    end: pd.Timestamp
 
     @classmethod
     def of(cls, fold: int, rows: pd.DataFrame) -> _Window:
-        start, span = rows["time"].min(), rows["time"].max() - rows["time"].min()
-        return cls(fold, rows, start - span / max(len(rows) - 1, 1), span)
+        return cls(fold, rows, rows["time"].min(), rows["time"].max())
+
+    @property
+    def span(self) -> pd.Timedelta:
+        return self.end - self.start
+
+    @property
+    def cutoff(self) -> pd.Timestamp:
+        """A step before its first row."""
+        return self.start - self.span / max(len(self.rows) - 1, 1)
 
 
 FOLD_WINDOWS_TITLE = "Each fold's forecast against the actual values around its cutoff (dotted)"
@@ -133,7 +141,7 @@ def _fold_windows(oof: pd.DataFrame, series: pd.Series | None) -> Chart:
     """Each fold's forecast around its cutoff: on one time axis when the cutoffs are close together (each at most
     two windows after the one before), half the cost of one panel a fold, which far-apart cutoffs need."""
     windows = [_Window.of(fold, rows) for fold, rows in oof.groupby("fold")]
-    close = all(b.cutoff - a.cutoff <= 2 * (a.rows["time"].max() - a.cutoff) for a, b in zip(windows, windows[1:]))
+    close = all(b.cutoff - a.cutoff <= 2 * (a.end - a.cutoff) for a, b in zip(windows, windows[1:]))
     return _one_time_axis(windows, series) if close else _panel_a_fold(windows, series)
 
 
@@ -142,7 +150,7 @@ def _one_time_axis(windows: list[_Window], series: pd.Series | None) -> Chart:
         if series is not None:
             first = windows[0]
             context = series[(series.index >= first.cutoff - 3 * first.span)
-                             & (series.index <= max(w.rows["time"].max() for w in windows))]
+                             & (series.index <= max(w.end for w in windows))]
             ax.plot(context.index, context.to_numpy(), color="grey", lw=1, label="actual", zorder=1)
         colours = [c for c in pyplot().get_cmap("tab10").colors if len(set(c)) > 1]  # no grey: the actual values'
         for window, colour in zip(windows, itertools.cycle(colours)):
@@ -160,8 +168,7 @@ def _panel_a_fold(windows: list[_Window], series: pd.Series | None) -> Chart:
                 bottom=0.45) as (fig, axes):
         for ax, window in zip(axes[0], windows):
             if series is not None:
-                start, end = window.rows["time"].min(), window.rows["time"].max()
-                context = series[(series.index >= start - 3 * window.span) & (series.index <= end)]
+                context = series[(series.index >= window.start - 3 * window.span) & (series.index <= window.end)]
                 ax.plot(context.index, context.to_numpy(), color="grey", lw=1, label="actual")
             ax.plot(window.rows["time"], window.rows["y_pred"], color="#dd8452", marker="o", ms=3, label="forecast")
             ax.axvline(window.cutoff, color="black", ls=":", lw=1)

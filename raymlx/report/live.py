@@ -84,8 +84,9 @@ class LiveReport:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._pool is not None and self._writer is not None:  # after an error or Ctrl-C, sections not started
-            self._tuned.set()                                       # are dropped
+        # after an error or Ctrl-C, sections not started are dropped
+        if self._pool is not None and self._writer is not None:
+            self._tuned.set()
             self._jobs.put(None)
             self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
             self._writer.shutdown(wait=exc[0] is None, cancel_futures=True)
